@@ -1,0 +1,1 @@
+//! The email firewall (`fw-email`): being written.

@@ -1,0 +1,82 @@
+//! The engine that any ruleset goes through: apply in one transaction, verify by reading it
+//! back, remove. The VPN firewall ([`crate::firewall`]) and other tables use it alike.
+
+use crate::error::Error;
+use crate::plan::Ruleset;
+use crate::readback::{self, Fingerprint};
+use crate::transport;
+
+/// Environment variable, a safety net for test harnesses: set it to the inode number of the
+/// network namespace that must never be touched (the harness's own, `stat -L -c %i
+/// /proc/self/ns/net`), and every change refuses to run there. The namespace of PID 1 is
+/// refused too whenever it can be read.
+pub const REQUIRE_NETNS_ENV: &str = "BITMASK_ROOT_REQUIRE_NETNS";
+
+/// Fails with [`Error::InitialNamespace`] when [`REQUIRE_NETNS_ENV`] is set and the calling
+/// thread is in the namespace it names, or in PID 1's, or the value is not an inode number.
+pub fn guard_namespace() -> Result<(), Error> {
+    let Some(value) = std::env::var_os(REQUIRE_NETNS_ENV) else {
+        return Ok(());
+    };
+    use std::os::unix::fs::MetadataExt;
+    let protected: Option<u64> = value.to_str().and_then(|v| v.trim().parse().ok());
+    let ours = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).ok();
+    let init = std::fs::metadata("/proc/1/ns/net").map(|m| m.ino()).ok();
+    match (protected, ours) {
+        (Some(p), Some(o)) if o != p && init != Some(o) => Ok(()),
+        _ => Err(Error::InitialNamespace),
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The fingerprint of the rules now in the kernel.
+    pub fingerprint: Fingerprint,
+    /// The table comment written.
+    pub comment: String,
+}
+
+/// The comment a ruleset is applied with: its record and its fingerprint.
+pub fn comment_of(rs: &Ruleset) -> Result<(String, Fingerprint), Error> {
+    let fp = readback::snapshot_of(rs)?.fingerprint();
+    Ok((readback::comment_for(&rs.record, fp), fp))
+}
+
+/// The ruleset in nft syntax, exactly as `nft list table inet NAME` will show it.
+pub fn render(rs: &Ruleset) -> Result<String, Error> {
+    let (comment, _) = comment_of(rs)?;
+    Ok(crate::render::render(rs, &comment))
+}
+
+/// Replaces table `rs.table` with `rs` in one transaction, then reads it back.
+pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
+    guard_namespace()?;
+    let expected = readback::snapshot_of(rs)?;
+    let fingerprint = expected.fingerprint();
+    let comment = readback::comment_for(&rs.record, fingerprint);
+    let enc = transport::encode_replace(rs, &comment)?;
+    transport::commit(&enc)?;
+    if rs.set_ip_forward {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .map_err(|source| Error::Sysctl { path: "/proc/sys/net/ipv4/ip_forward", source })?;
+    }
+    match readback::read_table(&rs.table)? {
+        None => Err(Error::NotVerified(format!("table inet {} is missing", rs.table))),
+        Some(k) if k.comment.as_deref() != Some(comment.as_str()) => {
+            Err(Error::NotVerified("its comment changed".into()))
+        }
+        Some(k) if k.snapshot.fingerprint() != fingerprint => {
+            Err(Error::NotVerified(k.snapshot.describe_difference(&expected)))
+        }
+        Some(_) => Ok(Applied { fingerprint, comment }),
+    }
+}
+
+/// Removes table `inet NAME` in one transaction. Returns whether it existed.
+pub fn remove(name: &str) -> Result<bool, Error> {
+    guard_namespace()?;
+    let existed = readback::read_table(name)?.is_some();
+    transport::commit(&transport::encode_remove(name)?)?;
+    Ok(existed)
+}

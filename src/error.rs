@@ -1,0 +1,54 @@
+//! The library's error type. The CLI turns each into one line and an exit code.
+
+use crate::discovery::DiscoveryError;
+use crate::plan::PlanError;
+use crate::policy::PolicyError;
+use crate::transport::TransportError;
+
+/// Everything that can go wrong in the firewall engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller's input was invalid; nothing was changed.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// No ruleset could be planned for this network; nothing was changed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The network could not be read; nothing was changed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The kernel could not be reached or refused the ruleset.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Changing the firewall needs root.
+    #[error("must be run as root to change the firewall (try sudo or pkexec); --dry-run shows the plan without root")]
+    NotRoot,
+    /// `BITMASK_ROOT_REQUIRE_NETNS` is set and this is the machine's initial namespace.
+    #[error("refusing to touch this network namespace: BITMASK_ROOT_REQUIRE_NETNS protects it (or is not an inode number); run inside a test namespace (ip netns exec NAME ...)")]
+    InitialNamespace,
+    /// The transaction committed but the table read back differs from the plan.
+    #[error("the firewall was applied but reads back differently ({0}); another program may be changing nftables at the same time, run the command again")]
+    NotVerified(String),
+    /// A sysctl could not be written.
+    #[error("could not write {path} ({source})")]
+    Sysctl {
+        /// The file.
+        path: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("could not start the async runtime ({0})")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The exit code for the command line: 2 for bad input, 1 for failures at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Policy(_) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The VPN firewall: start, stop, status and dry runs, for the command line and for VPN
+//! clients that embed the library.
+//!
+//! ```no_run
+//! use bitmask_root::{firewall, policy::Policy};
+//! # async fn demo() -> Result<(), bitmask_root::Error> {
+//! let policy = Policy::builder()
+//!     .gateway("198.51.100.7".parse().unwrap())
+//!     .build()?;
+//! println!("{}", firewall::dry_run(&policy).await?); // no root needed
+//! firewall::start(&policy).await?;                    // one transaction
+//! assert!(firewall::status().await?.is_up());
+//! firewall::stop()?;
+//! # Ok(()) }
+//! ```
+
+use crate::discovery::{self, Network};
+use crate::engine::{self, Applied};
+use crate::error::Error;
+use crate::plan::{self, Ruleset};
+use crate::policy::Policy;
+
+pub use crate::status::{status, Status};
+
+/// Plans the firewall for `policy` on `net`. Pure.
+pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, Error> {
+    Ok(plan::plan(policy, net)?)
+}
+
+/// Reads the network and renders the plan in nft syntax. Changes nothing; needs no root.
+pub async fn dry_run(policy: &Policy) -> Result<String, Error> {
+    let net = discovery::discover().await?;
+    engine::render(&plan(policy, &net)?)
+}
+
+/// Starts the firewall, or replaces a running one, in one transaction.
+pub async fn start(policy: &Policy) -> Result<Applied, Error> {
+    engine::guard_namespace()?;
+    let net = discovery::discover().await?;
+    start_on(policy, &net)
+}
+
+/// Starts the firewall for an already discovered network.
+pub fn start_on(policy: &Policy, net: &Network) -> Result<Applied, Error> {
+    engine::apply(&plan(policy, net)?)
+}
+
+/// Stops the firewall. Returns whether it was running; stopping a stopped firewall is fine.
+pub fn stop() -> Result<bool, Error> {
+    engine::remove(plan::TABLE)
+}

@@ -1,0 +1,188 @@
+//! The crate's only `unsafe` code (outside `openvpn::sys`): the nftnl pieces that the safe
+//! `nftnl` crate lacks, and three system calls. Each block says why it is sound.
+
+use std::ffi::{c_void, CString};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::raw::c_char;
+use std::ptr::NonNull;
+
+use nftnl::expr::Expression;
+use nftnl::nftnl_sys as nsys;
+use nftnl::{MsgType, NlMsg, ProtoFamily, Rule};
+
+/// A `log` expression (nftnl 0.9 has none): `log prefix "..." level debug`.
+pub struct Log {
+    /// The prefix (no NUL inside).
+    pub prefix: CString,
+    /// The syslog level.
+    pub level: u32,
+}
+
+impl Expression for Log {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<nsys::nftnl_expr> {
+        // SAFETY: nftnl_expr_alloc takes a NUL-terminated name and returns an owned object or
+        // NULL; NULL is turned into a panic exactly as nftnl's own expressions do (allocation
+        // failure). nftnl_expr_set_str copies the NUL-terminated prefix, which outlives the
+        // call; set_u32 copies the value. The caller (Rule::add_expr) takes ownership.
+        unsafe {
+            let expr = nsys::nftnl_expr_alloc(c"log".as_ptr());
+            let expr = match NonNull::new(expr) {
+                Some(e) => e,
+                None => std::process::abort(),
+            };
+            nsys::nftnl_expr_set_str(
+                expr.as_ptr(),
+                nsys::NFTNL_EXPR_LOG_PREFIX as u16,
+                self.prefix.as_ptr(),
+            );
+            nsys::nftnl_expr_set_u32(expr.as_ptr(), nsys::NFTNL_EXPR_LOG_LEVEL as u16, self.level);
+            expr
+        }
+    }
+}
+
+/// The type used in nft's user-data TLV for a table comment (`NFTNL_UDATA_TABLE_COMMENT`).
+const UDATA_TABLE_COMMENT: u8 = 0;
+
+/// A table message that carries a comment (nftnl 0.9's `Table` cannot set user data).
+pub struct CommentedTable {
+    table: NonNull<nsys::nftnl_table>,
+}
+
+impl CommentedTable {
+    /// An `inet` table named `name` with `comment` (at most 252 bytes, no NUL inside; the
+    /// kernel limits user data to 256 bytes).
+    pub fn new(name: &CString, comment: &CString) -> CommentedTable {
+        let text = comment.as_bytes_with_nul();
+        let mut udata = Vec::with_capacity(text.len() + 2);
+        udata.push(UDATA_TABLE_COMMENT);
+        udata.push(text.len().min(255) as u8);
+        udata.extend_from_slice(&text[..text.len().min(255)]);
+        // SAFETY: alloc returns an owned object or NULL (handled). The setters copy the
+        // NUL-terminated name and the user-data bytes (pointer and length from a live Vec).
+        unsafe {
+            let t = match NonNull::new(nsys::nftnl_table_alloc()) {
+                Some(t) => t,
+                None => std::process::abort(),
+            };
+            nsys::nftnl_table_set_u32(
+                t.as_ptr(),
+                nsys::NFTNL_TABLE_FAMILY as u16,
+                ProtoFamily::Inet as u32,
+            );
+            nsys::nftnl_table_set_str(t.as_ptr(), nsys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+            nsys::nftnl_table_set_u32(t.as_ptr(), nsys::NFTNL_TABLE_FLAGS as u16, 0);
+            nsys::nftnl_table_set_data(
+                t.as_ptr(),
+                nsys::NFTNL_TABLE_USERDATA as u16,
+                udata.as_ptr() as *const c_void,
+                udata.len() as u32,
+            );
+            CommentedTable { table: t }
+        }
+    }
+}
+
+// SAFETY: `write` only builds a message into the buffer nftnl's Batch hands it (sized by
+// nft_nlmsg_maxsize, as for nftnl's own Table), reading our owned table object.
+unsafe impl NlMsg for CommentedTable {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        let ty = match msg_type {
+            MsgType::Add => libc::NFT_MSG_NEWTABLE,
+            MsgType::Del => libc::NFT_MSG_DELTABLE,
+        };
+        // SAFETY: as above; the header is written at the start of `buf`.
+        unsafe {
+            let header = nsys::nftnl_nlmsg_build_hdr(
+                buf as *mut c_char,
+                ty as u16,
+                ProtoFamily::Inet as u16,
+                libc::NLM_F_ACK as u16,
+                seq,
+            );
+            nsys::nftnl_table_nlmsg_build_payload(header, self.table.as_ptr());
+        }
+    }
+}
+
+impl Drop for CommentedTable {
+    fn drop(&mut self) {
+        // SAFETY: we own the object and free it once.
+        unsafe { nsys::nftnl_table_free(self.table.as_ptr()) }
+    }
+}
+
+/// Sets an integer socket option.
+fn setsockopt_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live c_int; the fd is owned by `fd`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &value as *const i32 as *const c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sizes a socket's buffers: the FORCE variants (root) first, the capped ones otherwise.
+pub fn size_socket_buffers(fd: &impl AsRawFd, rcv: usize, snd: usize) -> io::Result<()> {
+    let rcv = rcv.min(i32::MAX as usize / 2) as i32;
+    let snd = snd.min(i32::MAX as usize / 2) as i32;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcv)
+        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcv))?;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, snd)
+        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, snd))
+}
+
+/// Bounds how long a receive may block, so a silent kernel cannot hang the command.
+pub fn set_receive_timeout(fd: &impl AsRawFd, secs: i64) -> io::Result<()> {
+    let tv = libc::timeval { tv_sec: secs, tv_usec: 0 };
+    // SAFETY: the pointer and length describe a live timeval.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval as *const c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A receive buffer aligned for `nlmsghdr` (mnl asserts the alignment in debug builds).
+pub struct AlignedBuf {
+    words: Vec<u64>,
+}
+
+impl AlignedBuf {
+    /// A zeroed buffer of at least `bytes` bytes.
+    pub fn new(bytes: usize) -> AlignedBuf {
+        AlignedBuf { words: vec![0u64; bytes.div_ceil(8)] }
+    }
+    /// The buffer as bytes.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.words.len() * 8;
+        // SAFETY: the Vec<u64> owns `len` initialised bytes, u8 has no alignment or validity
+        // requirements, and the returned slice borrows `self` mutably, so nothing aliases it.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, len) }
+    }
+}

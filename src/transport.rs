@@ -1,0 +1,454 @@
+//! nft transport: a [`Ruleset`] becomes one nftnl batch, sent with mnl in one `sendmsg`, and
+//! committed by the kernel as one transaction; errors are read back per sequence number.
+//!
+//! The batch is `table add, table delete, table add (with comment), sets, chains, rules`: the
+//! first add makes the delete valid when the table is absent, the delete drops the old
+//! contents, so a running firewall is replaced with no moment in between, and any error
+//! aborts the whole transaction and leaves the previous ruleset exactly as it was.
+//!
+//! Traps handled here (see the project notes): a batch larger than one page is sent as one
+//! message (several `sendto`s would be several transactions and the kernel refuses them), the
+//! receive buffer is sized for one ACK per message (ENOBUFS otherwise, after a commit), and
+//! duplicate ACKs are tolerated.
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, NulError};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use nftnl::expr::{
+    Bitwise, Cmp, CmpOp, IcmpCode, Immediate, InterfaceName, Lookup, Masquerade, Meta, Nat,
+    NatType, NetworkHeaderField, Payload, Register, RejectionType, TransportHeaderField,
+    TcpHeaderField, UdpHeaderField, Ipv4HeaderField, Ipv6HeaderField, Verdict,
+};
+use nftnl::set::Set as NftSet;
+use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
+
+use crate::netlink;
+use crate::plan::{Action, ChainKind, Family, Hook, Match, Ruleset, L4};
+use crate::policy::IfPattern;
+use crate::sys;
+
+/// Why the kernel was not changed as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A name held a NUL byte.
+    #[error("a table, chain or set name holds a NUL byte: {0}")]
+    Name(#[from] NulError),
+    /// The netfilter socket could not be opened.
+    #[error("could not open a netfilter netlink socket ({0}); is nf_tables available in this kernel?")]
+    Open(#[source] io::Error),
+    /// Sending failed; nothing was applied.
+    #[error("could not send the ruleset to the kernel ({0}); nothing was changed")]
+    Send(#[source] io::Error),
+    /// Receiving the answer failed.
+    #[error("could not read the kernel's answer ({0})")]
+    Recv(#[source] io::Error),
+    /// The kernel refused one message; the whole transaction was aborted.
+    #[error("the kernel refused the ruleset at {what} ({source}); nothing was changed")]
+    Rejected {
+        /// Which object the refused message built.
+        what: String,
+        /// The kernel's errno.
+        #[source]
+        source: io::Error,
+    },
+    /// A dump request failed.
+    #[error("could not read {what} back from the kernel ({source})")]
+    Dump {
+        /// What was being read.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An encoded batch and, per object message, what it builds (for error messages).
+pub struct Encoded {
+    /// The finalized batch.
+    pub batch: FinalizedBatch,
+    /// Labels of the object messages in order.
+    pub labels: Vec<String>,
+}
+
+impl Encoded {
+    /// The batch as one buffer (all pages concatenated).
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        for page in &self.batch {
+            v.extend_from_slice(page);
+        }
+        v
+    }
+}
+
+/// What to put in the table message.
+enum TableMsg<'a> {
+    /// A plain table.
+    Plain,
+    /// A table with this comment.
+    Commented(&'a str),
+}
+
+/// Encodes the replacement batch for `rs`, with `comment` on the table.
+pub fn encode_replace(rs: &Ruleset, comment: &str) -> Result<Encoded, TransportError> {
+    encode(rs, TableMsg::Commented(comment), true)
+}
+
+/// Encodes only the objects (no table replacement, no set elements): the input of the
+/// fingerprint. Never sent.
+pub fn encode_objects(rs: &Ruleset) -> Result<Encoded, TransportError> {
+    encode(rs, TableMsg::Plain, false)
+}
+
+/// Encodes the removal of table `name` (add + delete: never fails because it is absent).
+pub fn encode_remove(name: &str) -> Result<Encoded, TransportError> {
+    let cname = CString::new(name)?;
+    let table = nftnl::Table::new(&cname, ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    batch.add(&table, MsgType::Add);
+    batch.add(&table, MsgType::Del);
+    Ok(Encoded {
+        batch: batch.finalize(),
+        labels: vec![format!("table inet {name}"), format!("removing table inet {name}")],
+    })
+}
+
+fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encoded, TransportError> {
+    let tname = CString::new(rs.table.as_str())?;
+    let table = nftnl::Table::new(&tname, ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    let mut labels = Vec::new();
+    if replace {
+        batch.add(&table, MsgType::Add);
+        labels.push(format!("table inet {}", rs.table));
+        batch.add(&table, MsgType::Del);
+        labels.push(format!("replacing table inet {}", rs.table));
+    }
+    match table_msg {
+        TableMsg::Plain => batch.add(&table, MsgType::Add),
+        TableMsg::Commented(c) => {
+            let comment = CString::new(c)?;
+            batch.add(&sys::CommentedTable::new(&tname, &comment), MsgType::Add)
+        }
+    }
+    labels.push(format!("table inet {}", rs.table));
+
+    let mut sets4: Vec<NftSet<'_, Ipv4Addr>> = Vec::new();
+    let mut sets6: Vec<NftSet<'_, Ipv6Addr>> = Vec::new();
+    for (i, set) in rs.sets.iter().enumerate() {
+        let name = CString::new(set.name.as_str())?;
+        let id = i as u32 + 1;
+        match set.family {
+            Family::V4 => {
+                let mut s = NftSet::new_named(&name, id, &table, ProtoFamily::Inet);
+                if replace {
+                    for e in &set.elements {
+                        if let IpAddr::V4(a) = e {
+                            s.add(a);
+                        }
+                    }
+                }
+                sets4.push(s);
+            }
+            Family::V6 => {
+                let mut s = NftSet::new_named(&name, id, &table, ProtoFamily::Inet);
+                if replace {
+                    for e in &set.elements {
+                        if let IpAddr::V6(a) = e {
+                            s.add(a);
+                        }
+                    }
+                }
+                sets6.push(s);
+            }
+        }
+    }
+    for s in &sets4 {
+        batch.add(s, MsgType::Add);
+        labels.push(format!("set {}", s.get_name().to_string_lossy()));
+        for m in s.elems_iter() {
+            batch.add(&m, MsgType::Add);
+            labels.push(format!("elements of set {}", s.get_name().to_string_lossy()));
+        }
+    }
+    for s in &sets6 {
+        batch.add(s, MsgType::Add);
+        labels.push(format!("set {}", s.get_name().to_string_lossy()));
+        for m in s.elems_iter() {
+            batch.add(&m, MsgType::Add);
+            labels.push(format!("elements of set {}", s.get_name().to_string_lossy()));
+        }
+    }
+
+    let mut chains = Vec::new();
+    for c in &rs.chains {
+        let mut chain = nftnl::Chain::new(CString::new(c.name.as_str())?, &table);
+        chain.set_hook(
+            match c.hook {
+                Hook::Input => nftnl::Hook::In,
+                Hook::Output => nftnl::Hook::Out,
+                Hook::Postrouting => nftnl::Hook::PostRouting,
+            },
+            c.priority,
+        );
+        chain.set_type(match c.kind {
+            ChainKind::Filter => nftnl::ChainType::Filter,
+            ChainKind::Nat => nftnl::ChainType::Nat,
+        });
+        chain.set_policy(nftnl::Policy::Accept);
+        batch.add(&chain, MsgType::Add);
+        labels.push(format!("chain {}", c.name));
+        chains.push(chain);
+    }
+    for (c, chain) in rs.chains.iter().zip(&chains) {
+        for (n, r) in c.rules.iter().enumerate() {
+            let mut rule = nftnl::Rule::new(chain);
+            encode_rule(&mut rule, &r.matches, &r.action, &sets4, &sets6)?;
+            batch.add(&rule, MsgType::Add);
+            labels.push(format!(
+                "rule {} of chain {} ({})",
+                n + 1,
+                c.name,
+                crate::render::rule_text(r)
+            ));
+        }
+    }
+    Ok(Encoded { batch: batch.finalize(), labels })
+}
+
+fn ifname(p: &IfPattern) -> Result<InterfaceName, NulError> {
+    let stem = CString::new(p.stem())?;
+    Ok(if p.is_wildcard() { InterfaceName::StartingWith(stem) } else { InterfaceName::Exact(stem) })
+}
+
+fn nfproto_value(f: Family) -> u8 {
+    match f {
+        Family::V4 => libc::NFPROTO_IPV4 as u8,
+        Family::V6 => libc::NFPROTO_IPV6 as u8,
+    }
+}
+
+/// Adds the expressions of one rule. Dependencies (`meta nfproto`, `meta l4proto`) are added
+/// once per rule, before the first payload load that needs them, as nft itself does.
+fn encode_rule(
+    rule: &mut nftnl::Rule<'_>,
+    matches: &[Match],
+    action: &Action,
+    sets4: &[NftSet<'_, Ipv4Addr>],
+    sets6: &[NftSet<'_, Ipv6Addr>],
+) -> Result<(), TransportError> {
+    let mut nfproto: Option<Family> = None;
+    let mut l4: Option<u8> = None;
+    let need_nfproto = |rule: &mut nftnl::Rule<'_>, nfproto: &mut Option<Family>, f: Family| {
+        if *nfproto != Some(f) {
+            rule.add_expr(&Meta::NfProto);
+            rule.add_expr(&Cmp::new(CmpOp::Eq, nfproto_value(f)));
+            *nfproto = Some(f);
+        }
+    };
+    let need_l4 = |rule: &mut nftnl::Rule<'_>, l4: &mut Option<u8>, p: u8| {
+        if *l4 != Some(p) {
+            rule.add_expr(&Meta::L4Proto);
+            rule.add_expr(&Cmp::new(CmpOp::Eq, p));
+            *l4 = Some(p);
+        }
+    };
+    for m in matches {
+        match m {
+            Match::Oif(p) => {
+                rule.add_expr(&Meta::OifName);
+                rule.add_expr(&Cmp::new(CmpOp::Eq, ifname(p)?));
+            }
+            Match::Iif(p) => {
+                rule.add_expr(&Meta::IifName);
+                rule.add_expr(&Cmp::new(CmpOp::Eq, ifname(p)?));
+            }
+            Match::Nfproto(f) => need_nfproto(rule, &mut nfproto, *f),
+            Match::L4proto(p) => need_l4(rule, &mut l4, *p),
+            Match::Daddr(p) | Match::Saddr(p) => {
+                let dst = matches!(m, Match::Daddr(_));
+                let field = match (p.addr(), dst) {
+                    (IpAddr::V4(_), true) => NetworkHeaderField::Ipv4(Ipv4HeaderField::Daddr),
+                    (IpAddr::V4(_), false) => NetworkHeaderField::Ipv4(Ipv4HeaderField::Saddr),
+                    (IpAddr::V6(_), true) => NetworkHeaderField::Ipv6(Ipv6HeaderField::Daddr),
+                    (IpAddr::V6(_), false) => NetworkHeaderField::Ipv6(Ipv6HeaderField::Saddr),
+                };
+                let fam = if p.addr().is_ipv4() { Family::V4 } else { Family::V6 };
+                need_nfproto(rule, &mut nfproto, fam);
+                rule.add_expr(&Payload::Network(field));
+                if !p.is_host() {
+                    let mask = p.mask_bytes();
+                    let zero = vec![0u8; mask.len()];
+                    rule.add_expr(&Bitwise::new(&mask[..], &zero[..]));
+                }
+                rule.add_expr(&Cmp::new(CmpOp::Eq, p.addr()));
+            }
+            Match::DaddrIn(name, fam) => {
+                need_nfproto(rule, &mut nfproto, *fam);
+                match fam {
+                    Family::V4 => {
+                        rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(
+                            Ipv4HeaderField::Daddr,
+                        )));
+                        if let Some(s) = sets4.iter().find(|s| s.get_name().to_bytes() == name.as_bytes()) {
+                            rule.add_expr(&Lookup::new(s));
+                        }
+                    }
+                    Family::V6 => {
+                        rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(
+                            Ipv6HeaderField::Daddr,
+                        )));
+                        if let Some(s) = sets6.iter().find(|s| s.get_name().to_bytes() == name.as_bytes()) {
+                            rule.add_expr(&Lookup::new(s));
+                        }
+                    }
+                }
+            }
+            Match::Dport(proto, port) | Match::Sport(proto, port) => {
+                let dst = matches!(m, Match::Dport(..));
+                need_l4(rule, &mut l4, proto.number());
+                let field = match (proto, dst) {
+                    (L4::Tcp, true) => TransportHeaderField::Tcp(TcpHeaderField::Dport),
+                    (L4::Tcp, false) => TransportHeaderField::Tcp(TcpHeaderField::Sport),
+                    (L4::Udp, true) => TransportHeaderField::Udp(UdpHeaderField::Dport),
+                    (L4::Udp, false) => TransportHeaderField::Udp(UdpHeaderField::Sport),
+                };
+                rule.add_expr(&Payload::Transport(field));
+                rule.add_expr(&Cmp::new(CmpOp::Eq, port.to_be()));
+            }
+            Match::SkUid(uid) => {
+                rule.add_expr(&Meta::SkUid);
+                rule.add_expr(&Cmp::new(CmpOp::Eq, *uid));
+            }
+        }
+    }
+    match action {
+        Action::Accept => rule.add_expr(&Verdict::Accept),
+        Action::Return => rule.add_expr(&Verdict::Return),
+        Action::Reject => {
+            rule.add_expr(&Verdict::Reject(RejectionType::Icmp(IcmpCode::PortUnreach)))
+        }
+        Action::Log { prefix, level } => {
+            rule.add_expr(&sys::Log { prefix: CString::new(prefix.as_str())?, level: *level })
+        }
+        Action::Dnat(addr, port) => {
+            rule.add_expr(&Immediate::new(addr.octets(), Register::Reg1));
+            rule.add_expr(&Immediate::new(port.to_be(), Register::Reg2));
+            rule.add_expr(&Nat {
+                nat_type: NatType::DNat,
+                family: ProtoFamily::Ipv4,
+                ip_register: Register::Reg1,
+                port_register: Some(Register::Reg2),
+            });
+        }
+        Action::Masquerade => rule.add_expr(&Masquerade),
+    }
+    Ok(())
+}
+
+/// A netfilter socket with buffers sized for `messages` ACKs and a batch of `bytes`.
+fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportError> {
+    let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
+    // An ACK costs about 1 KiB of receive buffer (skb overhead included).
+    sys::size_socket_buffers(&socket, messages * 1024 + (256 << 10), bytes * 2 + (256 << 10))
+        .map_err(TransportError::Open)?;
+    sys::set_receive_timeout(&socket, 30).map_err(TransportError::Open)?;
+    Ok(socket)
+}
+
+/// Sends an encoded batch in one message and waits for every ACK. On `Err(Rejected)` the
+/// kernel aborted the whole transaction.
+pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
+    let buf = enc.bytes();
+    let seqs = enc.batch.sequence_numbers();
+    let socket = open_socket(seqs.len(), buf.len())?;
+    let sent = socket.send(&buf).map_err(TransportError::Send)?;
+    if sent != buf.len() {
+        return Err(TransportError::Send(io::Error::other(format!(
+            "sent {sent} of {} bytes",
+            buf.len()
+        ))));
+    }
+    // With begin and end ACKed (Linux >= 6.10) the objects start one later.
+    let first_object = if seqs.len() == enc.labels.len() + 2 { seqs.start + 1 } else { seqs.start };
+    let portid = socket.portid();
+    let mut pending: BTreeSet<u32> = seqs.clone().collect();
+    let mut rbuf = sys::AlignedBuf::new(256 << 10);
+    while !pending.is_empty() {
+        let bytes = rbuf.bytes_mut();
+        let n = socket.recv_raw(bytes).map_err(TransportError::Recv)?;
+        for msg in netlink::messages(&bytes[..n]) {
+            if msg.pid != portid || !seqs.contains(&msg.seq) {
+                continue;
+            }
+            match msg.error_code() {
+                Some(0) => {
+                    pending.remove(&msg.seq);
+                }
+                Some(e) => {
+                    let what = msg
+                        .seq
+                        .checked_sub(first_object)
+                        .and_then(|i| enc.labels.get(i as usize))
+                        .cloned()
+                        .unwrap_or_else(|| "the batch boundary".to_string());
+                    return Err(TransportError::Rejected {
+                        what,
+                        source: io::Error::from_raw_os_error(-e),
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends one dump request and collects every reply message's bytes (one Vec per message).
+pub fn dump(request: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, TransportError> {
+    let socket = open_socket(64, request.len()).map_err(|e| match e {
+        TransportError::Open(source) => TransportError::Dump { what, source },
+        other => other,
+    })?;
+    socket.send(request).map_err(|source| TransportError::Dump { what, source })?;
+    let portid = socket.portid();
+    let mut out = Vec::new();
+    let mut rbuf = sys::AlignedBuf::new(1 << 20);
+    loop {
+        let bytes = rbuf.bytes_mut();
+        let n = socket.recv_raw(bytes).map_err(|source| TransportError::Dump { what, source })?;
+        if n == 0 {
+            return Ok(out);
+        }
+        for msg in netlink::messages(&bytes[..n]) {
+            if msg.pid != portid && msg.pid != 0 {
+                continue;
+            }
+            match msg.ty {
+                netlink::NLMSG_DONE => return Ok(out),
+                netlink::NLMSG_ERROR => match msg.error_code() {
+                    Some(0) | None => return Ok(out),
+                    Some(e) if -e == libc::ENOENT => return Ok(out),
+                    Some(e) => {
+                        return Err(TransportError::Dump {
+                            what,
+                            source: io::Error::from_raw_os_error(-e),
+                        })
+                    }
+                },
+                _ => {
+                    let mut whole = Vec::with_capacity(16 + msg.payload.len());
+                    whole.extend_from_slice(&((16 + msg.payload.len()) as u32).to_ne_bytes());
+                    whole.extend_from_slice(&msg.ty.to_ne_bytes());
+                    whole.extend_from_slice(&msg.flags.to_ne_bytes());
+                    whole.extend_from_slice(&msg.seq.to_ne_bytes());
+                    whole.extend_from_slice(&msg.pid.to_ne_bytes());
+                    whole.extend_from_slice(msg.payload);
+                    out.push(whole);
+                }
+            }
+        }
+    }
+}
