@@ -78,7 +78,7 @@ pub struct UsageError(pub String);
 
 impl From<policy::PolicyError> for UsageError {
     fn from(e: policy::PolicyError) -> Self {
-        UsageError(e.to_string())
+        usage(e.to_string())
     }
 }
 
@@ -382,8 +382,44 @@ pub fn run(inv: Invocation) -> Outcome {
                 Err((1, status.to_string()))
             }
         }
-        Command::EmailStart(_) | Command::EmailStop | Command::EmailIsup => {
-            Err((1, "fw-email is not available in this build".to_string()))
+        Command::EmailStart(word) => {
+            // The UID is checked before anything else: a bad one exits 2, nothing changed.
+            let uid = crate::email::parse_uid(&word).map_err(|e| fail(e.into()))?;
+            if inv.dry_run {
+                print!("{}", crate::email::dry_run(uid).map_err(fail)?);
+                return Ok(0);
+            }
+            need_root()?;
+            crate::email::start(uid).map_err(fail)?;
+            println!(
+                "bitmask-root: email firewall started (ports {} and {} reachable through lo by uid {uid} only)",
+                crate::email::IMAP_PORT,
+                crate::email::SMTP_PORT
+            );
+            Ok(0)
+        }
+        Command::EmailStop => {
+            if inv.dry_run {
+                println!("delete table inet {}", crate::email::TABLE);
+                return Ok(0);
+            }
+            need_root()?;
+            let was_up = crate::email::stop().map_err(fail)?;
+            println!(
+                "bitmask-root: email firewall {}",
+                if was_up { "stopped" } else { "was not running" }
+            );
+            Ok(0)
+        }
+        Command::EmailIsup => {
+            need_root()?;
+            let status = crate::email::status().map_err(fail)?;
+            if status.is_up() {
+                println!("bitmask-root: {status}");
+                Ok(0)
+            } else {
+                Err((1, status.to_string()))
+            }
         }
         Command::OpenvpnStart(args) => {
             let env = crate::openvpn::LaunchEnv::detect()
@@ -508,7 +544,8 @@ mod tests {
         ] {
             let r = parse(&argv(bad), &no_env);
             assert!(r.is_err(), "{bad:?} must be refused, got {r:?}");
-            assert!(r.unwrap_err().0.contains("bitmask-root --help"));
+            let msg = r.unwrap_err().0;
+            assert!(msg.contains("bitmask-root --help"), "{bad:?}: {msg}");
         }
         let junk = vec!["firewall".into(), "start".into(), "1.2.3.4 junk".into()];
         assert!(parse(&junk, &no_env).is_err());

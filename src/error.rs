@@ -1,6 +1,7 @@
 //! The library's error type. The CLI turns each into one line and an exit code.
 
 use crate::discovery::DiscoveryError;
+use crate::email::UidError;
 use crate::plan::PlanError;
 use crate::policy::PolicyError;
 use crate::transport::TransportError;
@@ -20,6 +21,10 @@ pub enum Error {
     /// The kernel could not be reached or refused the ruleset.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The mail user given to the email firewall is not a uid or a known user; nothing was
+    /// changed.
+    #[error(transparent)]
+    Uid(#[from] UidError),
     /// Changing the firewall needs root.
     #[error("must be run as root to change the firewall (try sudo or pkexec); --dry-run shows the plan without root")]
     NotRoot,
@@ -48,6 +53,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Policy(_) => 2,
+            Error::Uid(e) => e.exit_code(),
             _ => 1,
         }
     }

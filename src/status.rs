@@ -42,11 +42,15 @@ impl fmt::Display for Status {
         match self {
             Status::Up(p) => write!(
                 f,
-                "firewall is up ({} gateway{}, DNS to {}, LAN {})",
+                "firewall is up ({} gateway{}, DNS to {}, LAN {}{})",
                 p.gateways().len(),
                 if p.gateways().len() == 1 { "" } else { "s" },
                 p.resolver(),
-                p.lan()
+                p.lan(),
+                match p.profile() {
+                    crate::policy::Profile::Default => "",
+                    crate::policy::Profile::Compat => ", LEAKY --compat profile",
+                }
             ),
             Status::Down => write!(f, "firewall is down (no table inet {})", plan::TABLE),
             Status::Stale { reason, .. } => write!(

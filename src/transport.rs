@@ -35,6 +35,9 @@ pub enum TransportError {
     /// A name held a NUL byte.
     #[error("a table, chain or set name holds a NUL byte: {0}")]
     Name(#[from] NulError),
+    /// A rule names a set of the wrong family or one that is not declared (a planning bug).
+    #[error("a rule refers to set {0:?}, which the ruleset does not declare for that family")]
+    UnknownSet(String),
     /// The netfilter socket could not be opened.
     #[error("could not open a netfilter netlink socket ({0}); is nf_tables available in this kernel?")]
     Open(#[source] io::Error),
@@ -218,6 +221,12 @@ fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encode
     Ok(Encoded { batch: batch.finalize(), labels })
 }
 
+/// A rule that names a set the ruleset does not declare is a bug in the plan; refusing it keeps
+/// the rule from degenerating into "any address".
+fn unknown_set(name: &str) -> TransportError {
+    TransportError::UnknownSet(name.to_string())
+}
+
 fn ifname(p: &IfPattern) -> Result<InterfaceName, NulError> {
     let stem = CString::new(p.stem())?;
     Ok(if p.is_wildcard() { InterfaceName::StartingWith(stem) } else { InterfaceName::Exact(stem) })
@@ -292,17 +301,15 @@ fn encode_rule(
                         rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(
                             Ipv4HeaderField::Daddr,
                         )));
-                        if let Some(s) = sets4.iter().find(|s| s.get_name().to_bytes() == name.as_bytes()) {
-                            rule.add_expr(&Lookup::new(s));
-                        }
+                        let set = sets4.iter().find(|s| s.get_name().to_bytes() == name.as_bytes());
+                        rule.add_expr(&Lookup::new(set.ok_or_else(|| unknown_set(name))?));
                     }
                     Family::V6 => {
                         rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(
                             Ipv6HeaderField::Daddr,
                         )));
-                        if let Some(s) = sets6.iter().find(|s| s.get_name().to_bytes() == name.as_bytes()) {
-                            rule.add_expr(&Lookup::new(s));
-                        }
+                        let set = sets6.iter().find(|s| s.get_name().to_bytes() == name.as_bytes());
+                        rule.add_expr(&Lookup::new(set.ok_or_else(|| unknown_set(name))?));
                     }
                 }
             }

@@ -55,10 +55,60 @@ impl BitmaskRoot {
 
     /// `ip netns exec <ns> <bin> ARGS` with `BITMASK_ROOT_REQUIRE_NETNS=1`, after checking
     /// that `ns` is not the initial namespace.
+    ///
+    /// Where PID 1's `/proc/1/ns/net` cannot be read (some containers hide it even from
+    /// root), the binary's own guard could not tell the namespaces apart and would refuse;
+    /// there the command runs under `unshare --pid --fork --kill-child --mount-proc` with a
+    /// shell as PID 1 that stays in this process's namespace, so the guard compares against
+    /// a readable PID 1 in the machine's namespace.
     pub fn command<S: AsRef<OsStr>>(&self, ns: &Netns, args: &[S]) -> Result<Command> {
-        let mut c = ns.command(&self.path)?;
-        c.args(args).env(REQUIRE_NETNS_ENV, "1");
+        self.command_wrapped(ns, &[], args)
+    }
+
+    /// Like [`BitmaskRoot::command`] with `wrapper` (e.g. `strace -f -o FILE`) run inside
+    /// the namespace in front of the binary.
+    pub fn command_wrapped<S: AsRef<OsStr>>(
+        &self,
+        ns: &Netns,
+        wrapper: &[&str],
+        args: &[S],
+    ) -> Result<Command> {
+        ns.ensure_isolated()?;
+        let mut c = if pid1_hidden() {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+                .args(["sh", "-c", "\"$@\"; exit $?", "sh"])
+                .arg("ip");
+            c
+        } else {
+            Command::new("ip")
+        };
+        c.args(["netns", "exec", ns.name()])
+            .args(wrapper)
+            .arg(&self.path)
+            .args(args)
+            .env(REQUIRE_NETNS_ENV, "1");
         Ok(c)
+    }
+
+    /// SIGKILLs the `bitmask-root` process started by [`BitmaskRoot::spawn`] (itself, not
+    /// its wrapper); returns whether it was found still running.
+    pub fn kill(&self, running: &mut Running) -> bool {
+        let found = running
+            .descendants()
+            .into_iter()
+            .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == self.path));
+        match found {
+            Some(pid) => {
+                let ok = crate::sys::sigkill(pid).is_ok();
+                running.kill();
+                ok
+            }
+            None => {
+                running.kill();
+                false
+            }
+        }
     }
 
     /// Runs the binary in `ns` and returns exit code and output.
@@ -100,6 +150,11 @@ impl BitmaskRoot {
         args.extend(["firewall", "isup"]);
         Ok(self.run(ns, &args)?.code)
     }
+}
+
+/// Whether `/proc/1/ns/net` is unreadable here.
+pub fn pid1_hidden() -> bool {
+    std::fs::metadata("/proc/1/ns/net").is_err()
 }
 
 /// The cargo workspace this crate belongs to.

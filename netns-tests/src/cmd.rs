@@ -146,6 +146,25 @@ impl Running {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Process ids of all descendants (children, grandchildren, ...), from
+    /// `/proc/PID/task/PID/children`.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut todo = vec![self.pid()];
+        while let Some(p) = todo.pop() {
+            if p == 0 {
+                continue;
+            }
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+                .unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+                out.push(k);
+                todo.push(k);
+            }
+        }
+        out
+    }
+
     /// Sends SIGKILL (no effect if it already exited).
     pub fn kill(&mut self) {
         if let Some(c) = self.child.as_mut() {

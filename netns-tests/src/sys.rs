@@ -221,3 +221,13 @@ pub fn set_multicast_if_v4_index(sock: &socket2::Socket, ifindex: u32) -> io::Re
     }
     Ok(())
 }
+
+/// Sends SIGKILL to process `pid`.
+pub fn sigkill(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -46,9 +46,11 @@ impl UserCreds {
     }
 
     /// Runs `f` with this user's filesystem credentials (on a separate thread unless the
-    /// user is root).
+    /// user is root or this process already runs as that user).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
-        if self.uid == 0 {
+        // Root needs no switch; neither does a process already running as that user
+        // (e.g. a dry run by the user), which could not switch anyway.
+        if self.uid == 0 || sys::effective_uid() == self.uid {
             return Ok(f());
         }
         std::thread::scope(|s| {

@@ -122,9 +122,17 @@ fn refused(args: &[String], env: &LaunchEnv) -> Error {
 
 /// Replace the words at `at..` of a valid argument list.
 fn with(fx: &Fixture, extra: &[&str]) -> Vec<String> {
-    let mut a = s(&["--remote", "198.51.100.1", "1194", "udp"]);
+    let mut a = s(&[
+        "--remote",
+        "198.51.100.1",
+        "1194",
+        "udp",
+        "--management",
+        "127.0.0.1",
+        "6061",
+    ]);
+    a.push(fx.p("pw"));
     a.extend(s(extra));
-    let _ = fx;
     a
 }
 
@@ -190,6 +198,12 @@ fn legacy_and_obfs4_argument_lists_are_accepted() {
         "udp6",
     ]);
     a.extend(["--ca".to_string(), fx.p("ca.pem")]);
+    a.extend([
+        "--management".to_string(),
+        "127.0.0.1".into(),
+        "6061".into(),
+        fx.p("pw"),
+    ]);
     let argv = validate(&a, &fx.env(NOBODY)).expect("legacy list");
     audit_argv(&argv).expect("audit");
 }
@@ -468,8 +482,10 @@ fn leading_words_restart_and_binary() {
     let mut a = s(&["/usr/sbin/openvpn", "restart"]);
     a.extend(base);
     refused(&a, &env);
-    // No --remote at all.
+    // No --remote at all; no --management.
     refused(&s(&["--verb", "3"]), &env);
+    let e = refused(&s(&["--remote", "198.51.100.1", "1194", "udp"]), &env);
+    assert!(e.to_string().contains("--management"), "{e}");
     refused(&[], &env);
 }
 

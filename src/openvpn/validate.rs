@@ -109,6 +109,7 @@ pub(crate) fn validate_full(args: &[String], env: &LaunchEnv) -> Result<Validate
     }
 
     let mut remotes = 0usize;
+    let mut management = false;
     let mut i = 0;
     while i < rest.len() {
         let flag = &rest[i];
@@ -125,9 +126,8 @@ pub(crate) fn validate_full(args: &[String], env: &LaunchEnv) -> Result<Validate
             .count();
         let vals = &rest[i + 1..i + 1 + n];
         let checked = check_flag(spec, vals, &creds)?;
-        if spec.name == "--remote" {
-            remotes += 1;
-        }
+        remotes += usize::from(spec.name == "--remote");
+        management |= spec.name == "--management";
         items.push(Item::Plain(spec.name.into()));
         items.extend(checked);
         i += 1 + n;
@@ -135,6 +135,12 @@ pub(crate) fn validate_full(args: &[String], env: &LaunchEnv) -> Result<Validate
     if remotes == 0 {
         return Err(Error::Missing(
             "at least one `--remote IP PORT PROTO` is required",
+        ));
+    }
+    if !management {
+        // The fixed `--management-signal` makes openvpn refuse to start without it.
+        return Err(Error::Missing(
+            "`--management` is required (LOOPBACK-IP PORT PASSWORD-FILE or SOCKET-PATH unix PASSWORD-FILE)",
         ));
     }
     Ok(Validated { binary, items })

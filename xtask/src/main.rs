@@ -1,1 +1,90 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks. `cargo xtask help` lists them.
+
+mod deps;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask TASK
+
+TASKS:
+    demo          Build, make a throwaway network namespace topology, start the firewall
+                  there, show the ruleset and which probes were blocked or let through, and
+                  clean up. Never touches this machine's own network namespace.
+    test          Every test: formatting, clippy, unit and doc tests, and the namespace tests
+                  against the real kernel (needs root; installs missing Debian packages).
+    netns-test    Only the leak matrix, with its report in docs/leak-matrix.md.
+    bench         Benchmarks against nft -f and the iptables way (docs/bench.md).
+    fuzz          Fuzzes the openvpn argument validator for a bounded time.
+";
+
+/// Runs a command, failing with its name when it does not succeed.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds the binary (debug) and returns its path.
+pub fn build_binary() -> Result<PathBuf, String> {
+    run(cargo().args(["build", "--quiet", "-p", "bitmask-root", "--bin", "bitmask-root"]))?;
+    Ok(target_dir().join("debug").join("bitmask-root"))
+}
+
+fn need_root(task: &str) -> Result<(), String> {
+    if deps::root() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cargo xtask {task} creates network namespaces and needs root: run it as root (sudo -E cargo xtask {task})"
+        ))
+    }
+}
+
+fn test() -> Result<(), String> {
+    deps::ensure(&[deps::BUILD, deps::TEST])?;
+    need_root("test")?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let bin = build_binary()?;
+    run(cargo().args(["test", "--workspace"]).env("BITMASK_ROOT_BIN", &bin))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("help") | Some("-h") | Some("--help") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! System packages the build and the tests need, installed when missing (as root on Debian).
+
+use std::path::Path;
+use std::process::Command;
+
+/// What building needs: pkg-config and the C libraries behind nftnl and mnl.
+pub const BUILD: &[&str] = &["pkg-config", "libnftnl-dev", "libmnl-dev"];
+
+/// What the namespace tests need besides the build: iproute2 (`ip netns`), nftables (`nft`
+/// to compare listings), strace (no process is started), util-linux (`setpriv`), openvpn and
+/// openssl (the end-to-end tunnel), iptables (the foreign-table coexistence test).
+pub const TEST: &[&str] = &[
+    "iproute2",
+    "nftables",
+    "strace",
+    "util-linux",
+    "openvpn",
+    "openssl",
+    "iptables",
+];
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether this process runs as root.
+pub fn root() -> bool {
+    is_root()
+}
+
+/// Installs the missing packages of `lists`, or explains how when it cannot.
+pub fn ensure(lists: &[&[&str]]) -> Result<(), String> {
+    if !Path::new("/etc/debian_version").exists() {
+        eprintln!("xtask: not a Debian system; make sure these are installed: {}", lists.concat().join(" "));
+        return Ok(());
+    }
+    let missing: Vec<&str> = lists.concat().into_iter().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
+    if !is_root() {
+        return Err(format!("missing system packages: {}; install them with: sudo {cmd}", missing.join(" ")));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    crate::run(Command::new("apt-get").args(["update", "-qq"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
