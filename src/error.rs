@@ -26,7 +26,7 @@ pub enum Error {
     #[error(transparent)]
     Uid(#[from] UidError),
     /// Changing the firewall needs root.
-    #[error("must be run as root to change the firewall (try sudo or pkexec); --dry-run shows the plan without root")]
+    #[error("must be run as root: only root can read and change the firewall (try sudo or pkexec); --dry-run shows the plan without root")]
     NotRoot,
     /// `BITMASK_ROOT_REQUIRE_NETNS` is set and this is the machine's initial namespace.
     #[error("refusing to touch this network namespace: BITMASK_ROOT_REQUIRE_NETNS protects it (or is not an inode number); run inside a test namespace (ip netns exec NAME ...)")]

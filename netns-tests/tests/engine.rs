@@ -1,0 +1,191 @@
+//! The firewall engine against the real kernel, in throwaway namespaces: what issue 2 asks
+//! of the engine itself (the full leak matrix is in `leak_matrix.rs`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use netns_tests::addr::*;
+use netns_tests::probe::tcp::{tcp_connect, ConnectOutcome, TcpListener};
+use netns_tests::{nft, BitmaskRoot, SendOpts, Topology};
+
+fn bin() -> BitmaskRoot {
+    BitmaskRoot::from_env().expect("the bitmask-root binary (cargo xtask test builds it)")
+}
+
+fn connect(t: &Topology, to: SocketAddr) -> ConnectOutcome {
+    let opts = SendOpts { timeout: Some(Duration::from_millis(700)), ..SendOpts::default() };
+    tcp_connect(t.client(), to, b"probe", &opts).expect("tcp probe")
+}
+
+fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+#[test]
+fn the_kernel_lists_exactly_the_plan() {
+    let t = Topology::builder().build().expect("topology");
+    let b = bin();
+    for flags in [
+        &[][..],
+        &["--lan", "off", "--debug"][..],
+        &["--compat", "--tcp"][..],
+        &["--lan", "on-link", "--tunnel", "wg0"][..],
+    ] {
+        let gws = [IpAddr::V4(GATEWAY_V4), IpAddr::V6(GATEWAY_V6)];
+        b.start(t.client(), flags, &gws).expect("start");
+        let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        args.extend(["--dry-run", "firewall", "start"].map(String::from));
+        args.extend(gws.iter().map(|g| g.to_string()));
+        let plan = b.run(t.client(), &args).expect("dry run");
+        assert!(plan.success(), "dry run failed: {}", plan.stderr);
+        let kernel = nft::table(t.client(), "inet", "bitmask").expect("nft").expect("our table");
+        assert_eq!(kernel, plan.stdout, "flags {flags:?}: the kernel's listing differs from the plan");
+    }
+}
+
+#[test]
+fn gateways_and_lan_pass_everything_else_is_refused_and_replacement_flips_it() {
+    let gw2 = gateway_v4(2);
+    let t = Topology::builder()
+        .gateways(&[IpAddr::V4(GATEWAY_V4), IpAddr::V4(gw2)])
+        .build()
+        .expect("topology");
+    let _l1 = TcpListener::start(t.internet(), sa(GATEWAY_V4, 443)).expect("listen");
+    let _l2 = TcpListener::start(t.internet(), sa(gw2, 443)).expect("listen");
+    let _l3 = TcpListener::start(t.internet(), sa(INTERNET_HOST_V4, 443)).expect("listen");
+    let _lan = TcpListener::start(t.router(), sa(ROUTER_LAN_V4, 8080)).expect("listen");
+    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Connected, "no firewall yet");
+
+    let b = bin();
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Refused);
+    assert_eq!(connect(&t, sa(GATEWAY_V4, 443)), ConnectOutcome::Connected);
+    assert_eq!(connect(&t, sa(gw2, 443)), ConnectOutcome::Refused);
+    assert_eq!(connect(&t, sa(ROUTER_LAN_V4, 8080)), ConnectOutcome::Connected, "LAN");
+
+    // Replacing the running firewall with another gateway list flips reachability.
+    b.start(t.client(), &[], &[IpAddr::V4(gw2)]).expect("replace");
+    assert_eq!(connect(&t, sa(GATEWAY_V4, 443)), ConnectOutcome::Refused);
+    assert_eq!(connect(&t, sa(gw2, 443)), ConnectOutcome::Connected);
+    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Refused);
+
+    let out = b.stop(t.client()).expect("stop");
+    assert!(out.success());
+    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Connected, "after stop");
+}
+
+#[test]
+fn stop_leaves_no_trace_and_spares_foreign_tables() {
+    let t = Topology::builder().build().expect("topology");
+    nft::apply(
+        t.client(),
+        "table inet mine {\n chain out {\n type filter hook output priority 10; policy accept;\n \
+         tcp dport 9999 counter accept\n }\n}\ntable ip filter {\n chain OUTPUT {\n type filter \
+         hook output priority 0; policy accept;\n }\n}\n",
+    )
+    .expect("foreign tables");
+    let before = nft::ruleset_stateless(t.client()).expect("ruleset");
+    let b = bin();
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+    let during = nft::ruleset_stateless(t.client()).expect("ruleset");
+    assert!(during.contains("table inet bitmask"));
+    assert!(during.contains("table inet mine") && during.contains("table ip filter"));
+    let out = b.stop(t.client()).expect("stop");
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(nft::ruleset_stateless(t.client()).expect("ruleset"), before);
+    let again = b.stop(t.client()).expect("stop again");
+    assert!(again.success(), "stop on a stopped firewall exits 0: {}", again.stderr);
+    assert!(again.stdout.contains("was not running"));
+}
+
+#[test]
+fn invalid_commands_change_nothing_and_exit_2() {
+    let t = Topology::builder().build().expect("topology");
+    let b = bin();
+    for up in [false, true] {
+        if up {
+            b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+        }
+        let before = nft::ruleset(t.client()).expect("ruleset");
+        for args in [
+            &["firewall", "start"][..],
+            &["firewall", "start", "127.1"][..],
+            &["firewall", "start", "198.51.100.7", "1.2.3.4 junk"][..],
+            &["firewall", "start", "198.51.100.7; nft flush ruleset"][..],
+            &["--lan", "maybe", "firewall", "start", "198.51.100.7"][..],
+            &["firewall", "start", "198.51.100.7", "--udp"][..],
+            &["firewall", "frobnicate"][..],
+        ] {
+            let out = b.run(t.client(), args).expect("run");
+            assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+            assert!(out.stderr.starts_with("bitmask-root: "), "{args:?}: {}", out.stderr);
+            assert_eq!(out.stderr.trim_end().lines().count(), 1, "one line: {}", out.stderr);
+        }
+        assert_eq!(nft::ruleset(t.client()).expect("ruleset"), before, "up={up}");
+    }
+}
+
+#[test]
+fn isup_reports_up_down_and_tampered() {
+    let t = Topology::builder().build().expect("topology");
+    let b = bin();
+    assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(1), "down");
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+    assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(0), "up");
+    nft::nft(t.client(), &["flush", "chain", "inet", "bitmask", "output"]).expect("flush");
+    let out = b.run(t.client(), &["firewall", "isup"]).expect("isup");
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("changed by another program"), "{}", out.stderr);
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("restore");
+    nft::nft(t.client(), &["add", "element", "inet", "bitmask", "gateways4", "{ 203.0.113.10 }"])
+        .expect("add element");
+    let out = b.run(t.client(), &["firewall", "isup"]).expect("isup");
+    assert_eq!(out.code, Some(1), "an extra gateway slipped into the set: {}", out.stdout);
+    b.stop(t.client()).expect("stop");
+    assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(1), "down again");
+}
+
+/// The library API, called on a thread inside the client namespace (what an embedding VPN
+/// client does): start, status, a refused batch that leaves everything as it was, stop.
+#[test]
+fn library_start_status_refusal_and_stop() {
+    use bitmask_root::{engine, firewall, plan, policy::Policy};
+    let t = Topology::builder().build().expect("topology");
+    let before = nft::ruleset(t.client()).expect("ruleset");
+    let result = t.client().run(|| -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let policy = Policy::builder()
+            .gateway(IpAddr::V4(GATEWAY_V4))
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(firewall::start(&policy)).map_err(|e| e.to_string())?;
+        let status = rt.block_on(firewall::status()).map_err(|e| e.to_string())?;
+        if status != firewall::Status::Up(policy.clone()) {
+            return Err(format!("status after start: {status}"));
+        }
+        // A ruleset the kernel refuses (syslog level 99): nothing of it may be applied.
+        let net = rt.block_on(bitmask_root::discovery::discover()).map_err(|e| e.to_string())?;
+        let mut bad = firewall::plan(&policy, &net).map_err(|e| e.to_string())?;
+        bad.chains[0].rules.insert(
+            3,
+            plan::Rule::new([], plan::Action::Log { prefix: "x".into(), level: 99 }),
+        );
+        match engine::apply(&bad) {
+            Err(bitmask_root::Error::Transport(e)) if e.to_string().contains("rule 4 of chain output") => {}
+            other => return Err(format!("a refused batch must name the rule: {other:?}")),
+        }
+        let status = rt.block_on(firewall::status()).map_err(|e| e.to_string())?;
+        if !status.is_up() {
+            return Err(format!("the refused batch damaged the running firewall: {status}"));
+        }
+        if !firewall::stop().map_err(|e| e.to_string())? {
+            return Err("stop did not find the firewall".into());
+        }
+        Ok(())
+    });
+    result.expect("thread in namespace").expect("library calls");
+    assert_eq!(nft::ruleset(t.client()).expect("ruleset"), before, "stop leaves no trace");
+}
