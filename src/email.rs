@@ -63,7 +63,9 @@ pub const MAX_NAME_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum UidError {
     /// The word is empty.
-    #[error("no UID given: give the numeric uid or the user name of the mail user; nothing was changed")]
+    #[error(
+        "no UID given: give the numeric uid or the user name of the mail user; nothing was changed"
+    )]
     Empty,
     /// The word is all digits but not a uid.
     #[error("UID {0:?} is out of range: a uid is 0 to {MAX_UID}; nothing was changed")]
@@ -157,7 +159,10 @@ fn parse_numeric(digits: &str) -> Result<u32, UidError> {
         return Err(out_of_range());
     }
     let n: u64 = digits.parse().map_err(|_| out_of_range())?;
-    u32::try_from(n).ok().filter(|&u| u <= MAX_UID).ok_or_else(out_of_range)
+    u32::try_from(n)
+        .ok()
+        .filter(|&u| u <= MAX_UID)
+        .ok_or_else(out_of_range)
 }
 
 /// Whether `s` is a user name this module resolves: a letter or `_`, then letters, digits,
@@ -165,15 +170,19 @@ fn parse_numeric(digits: &str) -> Result<u32, UidError> {
 fn is_user_name(s: &str) -> bool {
     let body = s.strip_suffix('$').unwrap_or(s);
     let mut bytes = body.bytes();
-    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
     s.len() <= MAX_NAME_LEN
         && first_ok
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn resolve_in_file(name: &str, path: &Path) -> Result<u32, UidError> {
-    let text = std::fs::read(path)
-        .map_err(|source| UidError::Passwd { name: name.to_string(), source })?;
+    let text = std::fs::read(path).map_err(|source| UidError::Passwd {
+        name: name.to_string(),
+        source,
+    })?;
     lookup_user(&text, name)
 }
 
@@ -190,7 +199,10 @@ pub fn lookup_user(passwd: &[u8], name: &str) -> Result<u32, UidError> {
         if fields.first() != Some(&name.as_bytes()) {
             continue;
         }
-        let bad = || UidError::BadEntry { name: name.to_string(), line: i + 1 };
+        let bad = || UidError::BadEntry {
+            name: name.to_string(),
+            line: i + 1,
+        };
         if fields.len() != 7 {
             return Err(bad());
         }
@@ -200,7 +212,9 @@ pub fn lookup_user(passwd: &[u8], name: &str) -> Result<u32, UidError> {
         }
         return parse_numeric(uid_field).map_err(|_| bad());
     }
-    Err(UidError::NoSuchUser { name: name.to_string() })
+    Err(UidError::NoSuchUser {
+        name: name.to_string(),
+    })
 }
 
 /// The text stored in the table comment, from which [`status`] rebuilds the plan.
@@ -218,7 +232,13 @@ pub fn parse_record(text: &str) -> Option<u32> {
 }
 
 fn filter_chain(name: &str, hook: Hook, rules: Vec<Rule>) -> Chain {
-    Chain { name: name.into(), hook, kind: ChainKind::Filter, priority: 0, rules }
+    Chain {
+        name: name.into(),
+        hook,
+        kind: ChainKind::Filter,
+        priority: 0,
+        rules,
+    }
 }
 
 fn input_rules() -> Vec<Rule> {
@@ -230,8 +250,12 @@ fn input_rules() -> Vec<Rule> {
 
 fn output_rules(uid: u32) -> Vec<Rule> {
     let lo = || Match::Oif(IfPattern::exact("lo"));
-    let accept = PORTS
-        .map(|p| Rule::new([lo(), Match::SkUid(uid), Match::Dport(L4::Tcp, p)], Action::Accept));
+    let accept = PORTS.map(|p| {
+        Rule::new(
+            [lo(), Match::SkUid(uid), Match::Dport(L4::Tcp, p)],
+            Action::Accept,
+        )
+    });
     let reject = PORTS.map(|p| Rule::new([lo(), Match::Dport(L4::Tcp, p)], Action::Reject));
     accept.into_iter().chain(reject).collect()
 }
@@ -349,7 +373,12 @@ pub fn status() -> Result<Status, Error> {
 /// the stored one and the one of the plan rebuilt from the record are all the same. Pure apart
 /// from encoding.
 pub fn judge(kernel: &KernelTable) -> Result<Status, Error> {
-    let tampered = |uid, reason: &str| Ok(Status::Tampered { uid, reason: reason.to_string() });
+    let tampered = |uid, reason: &str| {
+        Ok(Status::Tampered {
+            uid,
+            reason: reason.to_string(),
+        })
+    };
     let Some(comment) = kernel.comment.as_deref() else {
         return tampered(None, "its comment is missing");
     };
@@ -397,7 +426,10 @@ mod tests {
         let rs = plan(1000);
         let text = engine::render(&rs).expect("render");
         let (comment, fp) = engine::comment_of(&rs).expect("comment");
-        assert_eq!(comment, format!("bitmask-root fw-email; uid 1000; rules {fp}"));
+        assert_eq!(
+            comment,
+            format!("bitmask-root fw-email; uid 1000; rules {fp}")
+        );
         let expected =
             format!("table inet bitmask_email {{\n\tcomment \"{comment}\"\n{EXPECTED_CHAINS}");
         assert_eq!(text, expected);
@@ -406,7 +438,11 @@ mod tests {
     #[test]
     fn plan_depends_only_on_the_uid() {
         assert_eq!(plan(1000), plan(1000));
-        let fp = |u| readback::snapshot_of(&plan(u)).expect("snapshot").fingerprint();
+        let fp = |u| {
+            readback::snapshot_of(&plan(u))
+                .expect("snapshot")
+                .fingerprint()
+        };
         assert_ne!(fp(1000), fp(1001));
         let root = engine::render(&plan(0)).expect("render");
         assert!(root.contains("oifname \"lo\" meta skuid 0 tcp dport 2013 accept"));
@@ -463,14 +499,32 @@ nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\r\n";
         assert!(matches!(err("01000"), UidError::LeadingZeros(_)));
         assert!(matches!(err("00"), UidError::LeadingZeros(_)));
         for w in [
-            "1000x", "../", "..", ".", "-1", "+1000", " 1000", "1000 ", "root:x", "al ice",
-            "a/b", "ünïcode", "name\n", "1000\0", "$", "-rf", "_$$",
+            "1000x",
+            "../",
+            "..",
+            ".",
+            "-1",
+            "+1000",
+            " 1000",
+            "1000 ",
+            "root:x",
+            "al ice",
+            "a/b",
+            "ünïcode",
+            "name\n",
+            "1000\0",
+            "$",
+            "-rf",
+            "_$$",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", // 33 characters
         ] {
             assert!(matches!(err(w), UidError::Malformed(_)), "{w:?}");
         }
         assert!(matches!(err("mallory"), UidError::NoSuchUser { .. }));
-        assert!(matches!(err("Root"), UidError::NoSuchUser { .. }), "names are case-sensitive");
+        assert!(
+            matches!(err("Root"), UidError::NoSuchUser { .. }),
+            "names are case-sensitive"
+        );
         assert!(matches!(err("broken"), UidError::BadEntry { line: 5, .. }));
         assert!(matches!(err("short"), UidError::BadEntry { line: 6, .. }));
         assert!(matches!(err("huge"), UidError::BadEntry { line: 7, .. }));
@@ -510,12 +564,18 @@ nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\r\n";
     fn judge_up_tampered_stale() {
         let rs = plan(1000);
         let (comment, fp) = engine::comment_of(&rs).expect("comment");
-        assert_eq!(judge(&kernel_of(&rs, Some(comment.clone()))).unwrap(), Status::Up { uid: 1000 });
+        assert_eq!(
+            judge(&kernel_of(&rs, Some(comment.clone()))).unwrap(),
+            Status::Up { uid: 1000 }
+        );
 
         let mut cut = rs.clone();
         cut.chains[1].rules.pop();
         let s = judge(&kernel_of(&cut, Some(comment.clone()))).unwrap();
-        assert!(matches!(&s, Status::Tampered { uid: Some(1000), reason } if reason.contains("output")), "{s}");
+        assert!(
+            matches!(&s, Status::Tampered { uid: Some(1000), reason } if reason.contains("output")),
+            "{s}"
+        );
         assert!(s.to_string().contains("fw-email start 1000"));
 
         // A table applied by another version: untouched, but planned differently.
@@ -523,12 +583,19 @@ nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\r\n";
         let s = judge(&kernel_of(&cut, Some(other))).unwrap();
         assert!(matches!(s, Status::Stale { uid: 1000, .. }), "{s}");
 
-        for c in [None, Some("hello".to_string()), Some(format!("bitmask-root firewall; rules {fp}"))] {
+        for c in [
+            None,
+            Some("hello".to_string()),
+            Some(format!("bitmask-root firewall; rules {fp}")),
+        ] {
             let s = judge(&kernel_of(&rs, c)).unwrap();
             assert!(matches!(s, Status::Tampered { uid: None, .. }), "{s}");
             assert!(!s.is_up());
         }
-        assert_eq!(Status::Down.to_string(), "email firewall is down (no table inet bitmask_email)");
+        assert_eq!(
+            Status::Down.to_string(),
+            "email firewall is down (no table inet bitmask_email)"
+        );
     }
 
     fn cut_fp(rs: &Ruleset) -> readback::Fingerprint {

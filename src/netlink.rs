@@ -154,14 +154,19 @@ pub fn find<'a>(attrs: &[Attr<'a>], ty: u16) -> Option<Attr<'a>> {
 
 /// A canonical text of attribute data: types without flags and in ascending order, nested
 /// data opened where it parses as attributes, leaves in hex. Two encodings that differ only in `NLA_F_NESTED` bits give the
-/// same text. `skip(path)` drops attributes by their type path (outermost first).
-pub fn canonical(data: &[u8], skip: &dyn Fn(&[u16]) -> bool) -> String {
+/// same text. `skip(path, data)` drops attributes by their type path (outermost first).
+pub fn canonical(data: &[u8], skip: &dyn Fn(&[u16], &[u8]) -> bool) -> String {
     let mut s = String::new();
     canonical_into(&mut s, data, &mut Vec::new(), skip);
     s
 }
 
-fn canonical_into(s: &mut String, data: &[u8], path: &mut Vec<u16>, skip: &dyn Fn(&[u16]) -> bool) {
+fn canonical_into(
+    s: &mut String,
+    data: &[u8],
+    path: &mut Vec<u16>,
+    skip: &dyn Fn(&[u16], &[u8]) -> bool,
+) {
     match try_attrs(data) {
         Ok(mut list) if !list.is_empty() && data.len() >= 4 => {
             // Order of attributes of different types carries no meaning; of one type it may.
@@ -169,7 +174,7 @@ fn canonical_into(s: &mut String, data: &[u8], path: &mut Vec<u16>, skip: &dyn F
             s.push('{');
             for a in list {
                 path.push(a.ty);
-                if !skip(path) {
+                if !skip(path, a.data) {
                     s.push_str(&a.ty.to_string());
                     s.push(':');
                     canonical_into(s, a.data, path, skip);
@@ -241,9 +246,9 @@ mod tests {
         with_flag.extend_from_slice(&[8, 0, 3, 0, 0x0b, 0, 0, 0]);
         let mut without = with_flag.clone();
         without[3] = 0;
-        let none = |_: &[u16]| false;
+        let none = |_: &[u16], _: &[u8]| false;
         assert_eq!(canonical(&with_flag, &none), canonical(&without, &none));
-        let skip3 = |p: &[u16]| p == [3];
+        let skip3 = |p: &[u16], _: &[u8]| p == [3];
         assert!(!canonical(&with_flag, &skip3).contains("3:"));
     }
 
@@ -251,6 +256,6 @@ mod tests {
     fn truncated_buffers_do_not_panic() {
         assert!(messages(&[1, 2, 3]).is_empty());
         assert!(attrs(&[200, 0, 1, 0]).is_empty());
-        let _ = canonical(&[255; 7], &|_| false);
+        let _ = canonical(&[255; 7], &|_, _| false);
     }
 }

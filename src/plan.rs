@@ -98,6 +98,8 @@ pub enum Action {
     Return,
     /// Reject with ICMP(v6) port-unreachable.
     Reject,
+    /// Reject a TCP packet with a TCP reset (the rule must match TCP).
+    RejectTcpReset,
     /// Log with a prefix at a syslog level, and go on with the next rule.
     Log {
         /// The prefix.
@@ -411,7 +413,10 @@ fn default_output(policy: &Policy, net: &Network, sets: &[Set]) -> Vec<Rule> {
     if policy.debug() {
         r.push(Rule::new([], Log { prefix: LOG_PREFIX.into(), level: 7 }));
     }
-    // Everything else, every family and protocol, whatever the interface.
+    // Everything else, every family and protocol, whatever the interface. TCP gets a reset:
+    // the application sees "connection refused" at once (an ICMPv6 error reaching a socket in
+    // the middle of connect() is only noted, and IPv6 connects would fail a second later).
+    r.push(Rule::new([L4proto(L4::Tcp.number())], RejectTcpReset));
     r.push(Rule::new([], Reject));
     r
 }

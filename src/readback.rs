@@ -86,7 +86,6 @@ impl Snapshot {
                 }
                 Some((_, r)) => {
                     if let Some(i) = r.iter().zip(rules).position(|(a, b)| a != b) {
-                        if std::env::var_os("BMR_DEBUG_DIFF").is_some() { eprintln!("kernel: {}\nplan:   {}", r[i], rules[i]); }
                         return format!("rule {} of chain {name} differs", i + 1);
                     }
                 }
@@ -113,8 +112,11 @@ impl Snapshot {
 
 /// Which expression attributes are the kernel's own additions or defaults, by expression name
 /// and attribute type (`NFTA_*` numbers of that expression).
-fn kernel_added(expr: &str, path: &[u16]) -> bool {
+fn kernel_added(expr: &str, path: &[u16], data: &[u8]) -> bool {
     match (expr, path) {
+        // ICMP_CODE: nftnl sends 0 with a TCP reset, the kernel dumps none (we never reject
+        // with ICMPX code 0).
+        ("reject", [2]) => data.iter().all(|b| *b == 0),
         ("lookup", [4]) | ("lookup", [5]) => true, // SET_ID (ours only), FLAGS (kernel's)
         ("nat", [4]) | ("nat", [6]) | ("nat", [7]) => true, // ADDR_MAX, PROTO_MAX, FLAGS
         ("bitwise", [6]) => true,                  // OP (boolean, the default)
@@ -131,7 +133,7 @@ fn expressions(data: &[u8]) -> String {
         let parts = elem.nested();
         let name = netlink::find(&parts, 1).and_then(|a| a.str()).unwrap_or("?").to_string();
         let body = netlink::find(&parts, 2)
-            .map(|d| netlink::canonical(d.data, &|p| kernel_added(&name, p)))
+            .map(|d| netlink::canonical(d.data, &|p, v| kernel_added(&name, p, v)))
             .unwrap_or_default();
         out.push(format!("{name}{body}"));
     }
@@ -143,7 +145,7 @@ fn attr_str(attrs: &[Attr<'_>], ty: u16) -> String {
 }
 
 fn attr_canon(attrs: &[Attr<'_>], ty: u16) -> String {
-    netlink::find(attrs, ty).map(|a| netlink::canonical(a.data, &|_| false)).unwrap_or_default()
+    netlink::find(attrs, ty).map(|a| netlink::canonical(a.data, &|_, _| false)).unwrap_or_default()
 }
 
 /// Adds one NEWCHAIN/NEWRULE/NEWSET/NEWSETELEM message to a snapshot (others are ignored).

@@ -134,6 +134,7 @@ fn action_text(a: &Action) -> String {
         Action::Accept => "accept".into(),
         Action::Return => "return".into(),
         Action::Reject => "reject".into(),
+        Action::RejectTcpReset => "reject with tcp reset".into(),
         Action::Log { prefix, level } => {
             format!("log prefix {} level {}", quote(prefix), level_name(*level))
         }
@@ -215,6 +216,7 @@ mod tests {
 		ip daddr 224.0.0.251 udp dport 5353 accept
 		ip6 daddr ff05::c udp dport 1900 accept
 		ip6 daddr ff02::fb udp dport 5353 accept
+		meta l4proto tcp reject with tcp reset
 		reject
 	}
 

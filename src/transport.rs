@@ -337,6 +337,7 @@ fn encode_rule(
         Action::Reject => {
             rule.add_expr(&Verdict::Reject(RejectionType::Icmp(IcmpCode::PortUnreach)))
         }
+        Action::RejectTcpReset => rule.add_expr(&Verdict::Reject(RejectionType::TcpRst)),
         Action::Log { prefix, level } => {
             rule.add_expr(&sys::Log { prefix: CString::new(prefix.as_str())?, level: *level })
         }

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         // An unprivileged invoking user: file checks run with nobody's rights.
         uid: 65534,
         ipv6_disabled: mode & 1 == 1,
-        group: if mode & 2 == 2 { Some("nogroup".into()) } else { None },
+        group: if mode & 2 == 2 {
+            Some("nogroup".into())
+        } else {
+            None
+        },
         openvpn_paths: OPENVPN_PATHS.iter().map(Into::into).collect(),
         run_dir: "/nonexistent/bitmask-root-fuzz".into(),
     };
@@ -28,8 +32,17 @@ fuzz_target!(|data: &[u8]| {
             panic!("validate accepted {words:?} but the result fails the audit: {why}\n{argv:?}");
         }
         // Every caller word made it into the argv unchanged, in order (nothing dropped).
-        let tail: Vec<String> = argv.iter().map(|w| w.to_string_lossy().into_owned()).collect();
-        let flags_from = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
-        assert!(tail.ends_with(&words[flags_from..]), "words dropped: {words:?} -> {tail:?}");
+        let tail: Vec<String> = argv
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        let flags_from = words
+            .iter()
+            .position(|w| w.starts_with("--"))
+            .unwrap_or(words.len());
+        assert!(
+            tail.ends_with(&words[flags_from..]),
+            "words dropped: {words:?} -> {tail:?}"
+        );
     }
 });

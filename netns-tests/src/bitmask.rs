@@ -11,7 +11,8 @@ use crate::netns::Netns;
 
 /// Environment variable naming the binary under test.
 pub const BIN_ENV: &str = "BITMASK_ROOT_BIN";
-/// Environment variable that makes the binary refuse to act in the initial namespace.
+/// Environment variable naming (by inode) a network namespace the binary must refuse to
+/// touch.
 pub const REQUIRE_NETNS_ENV: &str = "BITMASK_ROOT_REQUIRE_NETNS";
 
 /// The `bitmask-root` binary under test.
@@ -53,14 +54,10 @@ impl BitmaskRoot {
         &self.path
     }
 
-    /// `ip netns exec <ns> <bin> ARGS` with `BITMASK_ROOT_REQUIRE_NETNS=1`, after checking
-    /// that `ns` is not the initial namespace.
-    ///
-    /// Where PID 1's `/proc/1/ns/net` cannot be read (some containers hide it even from
-    /// root), the binary's own guard could not tell the namespaces apart and would refuse;
-    /// there the command runs under `unshare --pid --fork --kill-child --mount-proc` with a
-    /// shell as PID 1 that stays in this process's namespace, so the guard compares against
-    /// a readable PID 1 in the machine's namespace.
+    /// `ip netns exec <ns> <bin> ARGS` with `BITMASK_ROOT_REQUIRE_NETNS` set to the inode
+    /// of this process's own network namespace (see [`protected_inode`]), after checking that
+    /// `ns` is not the initial namespace. The binary then refuses to touch the namespace the
+    /// tests run in.
     pub fn command<S: AsRef<OsStr>>(&self, ns: &Netns, args: &[S]) -> Result<Command> {
         self.command_wrapped(ns, &[], args)
     }
@@ -73,31 +70,21 @@ impl BitmaskRoot {
         wrapper: &[&str],
         args: &[S],
     ) -> Result<Command> {
-        ns.ensure_isolated()?;
-        let mut c = if pid1_hidden() {
-            let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
-                .args(["sh", "-c", "\"$@\"; exit $?", "sh"])
-                .arg("ip");
-            c
-        } else {
-            Command::new("ip")
-        };
-        c.args(["netns", "exec", ns.name()])
-            .args(wrapper)
-            .arg(&self.path)
-            .args(args)
-            .env(REQUIRE_NETNS_ENV, "1");
+        let protect = protected_inode()?;
+        let mut c = ns.command(wrapper.first().map_or(self.path.as_os_str(), OsStr::new))?;
+        if !wrapper.is_empty() {
+            c.args(&wrapper[1..]).arg(&self.path);
+        }
+        c.args(args).env(REQUIRE_NETNS_ENV, protect.to_string());
         Ok(c)
     }
 
     /// SIGKILLs the `bitmask-root` process started by [`BitmaskRoot::spawn`] (itself, not
     /// its wrapper); returns whether it was found still running.
     pub fn kill(&self, running: &mut Running) -> bool {
-        let found = running
-            .descendants()
-            .into_iter()
-            .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == self.path));
+        let found = running.descendants().into_iter().find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == self.path)
+        });
         match found {
             Some(pid) => {
                 let ok = crate::sys::sigkill(pid).is_ok();
@@ -152,9 +139,14 @@ impl BitmaskRoot {
     }
 }
 
-/// Whether `/proc/1/ns/net` is unreadable here.
-pub fn pid1_hidden() -> bool {
-    std::fs::metadata("/proc/1/ns/net").is_err()
+/// The inode of this process's own network namespace: the value given to the binary in
+/// `BITMASK_ROOT_REQUIRE_NETNS`, so that it refuses to touch the namespace the tests run in
+/// (the machine's).
+pub fn protected_inode() -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| Error::new(format!("stat /proc/self/ns/net: {e}")))
 }
 
 /// The cargo workspace this crate belongs to.

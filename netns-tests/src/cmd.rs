@@ -52,10 +52,7 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<
     wait(child_pipes(&mut child), child, start, timeout, &short)
 }
 
-type Pipes = (
-    thread::JoinHandle<Vec<u8>>,
-    thread::JoinHandle<Vec<u8>>,
-);
+type Pipes = (thread::JoinHandle<Vec<u8>>, thread::JoinHandle<Vec<u8>>);
 
 fn child_pipes(child: &mut Child) -> Pipes {
     let mut out = child.stdout.take();
@@ -155,8 +152,8 @@ impl Running {
             if p == 0 {
                 continue;
             }
-            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
-                .unwrap_or_default();
+            let kids =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
             for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
                 out.push(k);
                 todo.push(k);

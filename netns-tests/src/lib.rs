@@ -57,3 +57,8 @@ pub fn can_run() -> bool {
 pub fn allow_huge_argv() -> Result<()> {
     sys::raise_stack_limit(64 << 20).map_err(|e| Error::new(format!("setrlimit: {e}")))
 }
+
+/// The README's example, compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

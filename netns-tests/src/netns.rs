@@ -28,11 +28,7 @@ impl Netns {
     /// duplicate address detection off (so addresses are usable at once).
     pub fn create(role: &str) -> Result<Netns> {
         let name = names::unique(role);
-        let out = cmd::run(
-            ip_cmd(&["netns", "add", &name]),
-            None,
-            cmd::DEFAULT_TIMEOUT,
-        )?;
+        let out = cmd::run(ip_cmd(&["netns", "add", &name]), None, cmd::DEFAULT_TIMEOUT)?;
         if !out.success() {
             return Err(Error::new(format!(
                 "ip netns add {name} failed: {}",

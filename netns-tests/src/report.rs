@@ -3,9 +3,40 @@
 //! `$LEAK_REPORT_JSONL`, which `cargo xtask netns-test` turns into `docs/leak-matrix.md`.
 //! A case that panics is reported as `FAIL`, with the check that failed.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::Once;
 use std::time::Instant;
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+static HOOK: Once = Once::new();
+
+/// Installs (once) a panic hook that remembers each thread's last panic message, so a
+/// failing case can say why, then runs the previous hook.
+fn install_hook() {
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = match info.payload().downcast_ref::<String>() {
+                Some(s) => s.clone(),
+                None => info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "panic".into()),
+            };
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{msg}{at}")));
+            prev(info)
+        }));
+    });
+}
 
 /// Environment variable naming the JSON-lines report file.
 pub const REPORT_ENV: &str = "LEAK_REPORT_JSONL";
@@ -26,6 +57,8 @@ pub struct Case {
 impl Case {
     /// Starts case `id` named `name` with its expectation in plain words.
     pub fn begin(id: u32, name: &str, expectation: &str) -> Case {
+        install_hook();
+        LAST_PANIC.with(|p| p.borrow_mut().take());
         Case {
             id,
             name: name.to_string(),
@@ -101,6 +134,12 @@ impl Case {
 impl Drop for Case {
     fn drop(&mut self) {
         let result = if self.passed { "PASS" } else { "FAIL" };
+        if !self.passed && !self.checks.iter().any(|c| c.starts_with("FAILED")) {
+            let why = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| "the test ended without passing (see its output)".into());
+            self.checks.push(format!("FAILED: {why}"));
+        }
         let Some(path) = std::env::var_os(REPORT_ENV) else {
             return;
         };

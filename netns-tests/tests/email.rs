@@ -106,7 +106,10 @@ impl Bin {
     /// The exit code of `ARGS isup` (e.g. `["fw-email"]`), and its one line of output.
     fn isup(&self, ns: &Netns, which: &str) -> (Option<i32>, String) {
         let out = self.run(ns, &[which, "isup"]);
-        (out.code, format!("{}{}", out.stdout, out.stderr).trim().to_string())
+        (
+            out.code,
+            format!("{}{}", out.stdout, out.stderr).trim().to_string(),
+        )
     }
 }
 
@@ -139,6 +142,10 @@ impl Listeners {
     fn total(&self) -> usize {
         self.by_addr.values().map(TcpListener::count).sum()
     }
+
+    fn clear(&self) {
+        self.by_addr.values().for_each(TcpListener::clear);
+    }
 }
 
 /// Connects from `ns` to `to` as `uid` in a child process, bounded in time.
@@ -147,7 +154,12 @@ fn connect_as(ns: &Netns, uid: u32, to: SocketAddr) -> ConnectOutcome {
     c.args(["5", "setpriv"])
         .arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
-        .args(["--clear-groups", "bash", "-c", r#"exec 3<>"/dev/tcp/$0/$1""#])
+        .args([
+            "--clear-groups",
+            "bash",
+            "-c",
+            r#"exec 3<>"/dev/tcp/$0/$1""#,
+        ])
         .arg(to.ip().to_string())
         .arg(to.port().to_string());
     let out = cmd::run(c, None, Duration::from_secs(10)).expect("run the client");
@@ -162,78 +174,89 @@ fn connect_as(ns: &Netns, uid: u32, to: SocketAddr) -> ConnectOutcome {
     }
 }
 
-/// Checks that one attempt had the expected effect, where it landed and what the client saw.
-/// Returns a description of the mismatch, if any.
-fn expect(
-    what: String,
-    listener: &TcpListener,
-    attempt: impl FnOnce() -> ConnectOutcome,
-    allowed: bool,
-) -> Option<String> {
-    let before = listener.count();
-    let outcome = attempt();
-    let want = if allowed {
-        ConnectOutcome::Connected
-    } else {
-        ConnectOutcome::Refused
-    };
-    let arrived = if allowed {
-        listener.wait_for(before + 1, WAIT) > before
-    } else {
-        listener.count() > before
-    };
-    (outcome != want || arrived != allowed).then(|| {
-        format!("{what}: expected {want:?}, got {outcome:?}, arrived at the listener: {arrived}")
-    })
+/// The results of a round of connection attempts: mismatches, and how many connections
+/// should have arrived.
+#[derive(Default)]
+struct Round {
+    bad: Vec<String>,
+    arrivals: usize,
+}
+
+impl Round {
+    /// Makes one attempt and checks where it landed and what the client saw.
+    fn expect(
+        &mut self,
+        what: String,
+        listener: &TcpListener,
+        attempt: impl FnOnce() -> ConnectOutcome,
+        allowed: bool,
+    ) {
+        let before = listener.count();
+        let outcome = attempt();
+        let want = if allowed {
+            self.arrivals += 1;
+            ConnectOutcome::Connected
+        } else {
+            ConnectOutcome::Refused
+        };
+        let arrived = if allowed {
+            listener.wait_for(before + 1, WAIT) > before
+        } else {
+            listener.count() > before
+        };
+        if outcome != want || arrived != allowed {
+            self.bad.push(format!(
+                "{what}: expected {want:?}, got {outcome:?}, arrived at the listener: {arrived}"
+            ));
+        }
+    }
+
+    /// Clients of several uids connect to every listener of `ips` from inside `ns` (through
+    /// `lo`, also for the LAN addresses, which are local).
+    fn local(&mut self, ns: &Netns, l: &Listeners, ips: &[IpAddr], uids: &[u32], p: Protected) {
+        for ip in ips {
+            for port in PORTS.into_iter().chain([OTHER_PORT]) {
+                let to = SocketAddr::new(*ip, port);
+                for &uid in uids {
+                    let allowed = match p {
+                        None => true,
+                        Some(mail) => port == OTHER_PORT || uid == mail,
+                    };
+                    let what = format!("uid {uid} -> {to}");
+                    self.expect(what, l.get(to), || connect_as(ns, uid, to), allowed);
+                }
+            }
+        }
+    }
+
+    /// The LAN router connects to the client's LAN addresses.
+    fn from_lan(&mut self, t: &Topology, l: &Listeners, p: Protected) {
+        let opts = SendOpts {
+            timeout: Some(WAIT),
+            ..Default::default()
+        };
+        for ip in lan_addrs() {
+            for port in PORTS.into_iter().chain([OTHER_PORT]) {
+                let to = SocketAddr::new(ip, port);
+                let allowed = p.is_none() || port == OTHER_PORT;
+                let attempt = || tcp_connect(t.router(), to, b"", &opts).expect("connect");
+                self.expect(format!("LAN -> {to}"), l.get(to), attempt, allowed);
+            }
+        }
+    }
+
+    /// Fails the test on any mismatch, and unless exactly the allowed connections arrived
+    /// since `l` was last cleared (refused ones must not arrive late either).
+    fn check(self, l: &Listeners, when: &str) {
+        assert!(self.bad.is_empty(), "{when}:\n  {}", self.bad.join("\n  "));
+        std::thread::sleep(SETTLE);
+        assert_eq!(l.total(), self.arrivals, "{when}: connections that arrived");
+        l.clear();
+    }
 }
 
 /// Which uid the email firewall should let in (`None`: it is down, everybody connects).
 type Protected = Option<u32>;
-
-fn loopback_allowed(protected: Protected, uid: u32, port: u16) -> bool {
-    match protected {
-        None => true,
-        Some(mail) => port == OTHER_PORT || uid == mail,
-    }
-}
-
-/// Clients of several uids connect to every listener of `ips` from inside `ns` (through `lo`).
-fn check_local(ns: &Netns, l: &Listeners, ips: &[IpAddr], uids: &[u32], p: Protected) -> Vec<String> {
-    let mut bad = Vec::new();
-    for ip in ips {
-        for port in PORTS.into_iter().chain([OTHER_PORT]) {
-            let to = SocketAddr::new(*ip, port);
-            for &uid in uids {
-                let what = format!("uid {uid} -> {to}");
-                let allowed = loopback_allowed(p, uid, port);
-                bad.extend(expect(what, l.get(to), || connect_as(ns, uid, to), allowed));
-            }
-        }
-    }
-    bad
-}
-
-/// The LAN router connects to the client's LAN addresses.
-fn check_from_lan(t: &Topology, l: &Listeners, p: Protected) -> Vec<String> {
-    let opts = SendOpts {
-        timeout: Some(WAIT),
-        ..Default::default()
-    };
-    let mut bad = Vec::new();
-    for ip in lan_addrs() {
-        for port in PORTS.into_iter().chain([OTHER_PORT]) {
-            let to = SocketAddr::new(ip, port);
-            let allowed = p.is_none() || port == OTHER_PORT;
-            let attempt = || tcp_connect(t.router(), to, b"", &opts).expect("connect from the LAN");
-            bad.extend(expect(format!("LAN -> {to}"), l.get(to), attempt, allowed));
-        }
-    }
-    bad
-}
-
-fn assert_none(bad: Vec<String>, when: &str) {
-    assert!(bad.is_empty(), "{when}:\n  {}", bad.join("\n  "));
-}
 
 /// `nft list table inet NAME` in `ns`, `None` when absent.
 fn table(ns: &Netns, name: &str) -> Option<String> {
@@ -249,39 +272,265 @@ fn only_the_mail_user_reaches_the_proxies_and_nobody_from_outside() {
     let all: Vec<IpAddr> = LOOPBACK.into_iter().chain(lan_addrs()).collect();
     let l = Listeners::start(client, &all);
     let uids = [MAIL_UID, OTHER_UID, 0];
+    let round = |p: Protected, when: &str| {
+        let mut r = Round::default();
+        r.local(client, &l, &all, &uids, p);
+        r.from_lan(&t, &l, p);
+        r.check(&l, when);
+    };
 
-    let mut bad = check_local(client, &l, &all, &uids, None);
-    bad.extend(check_from_lan(&t, &l, None));
-    assert_none(bad, "before fw-email start, everything must connect");
+    round(None, "before fw-email start, everything connects");
 
     let uid = MAIL_UID.to_string();
     let out = bin.ok(client, &["fw-email", "start", &uid]);
     assert!(out.contains("uid 4242"), "{out}");
     let planned = bin.ok(client, &["--dry-run", "fw-email", "start", &uid]);
-    assert_eq!(table(client, "bitmask_email").as_deref(), Some(planned.as_str()));
+    assert_eq!(
+        table(client, "bitmask_email").as_deref(),
+        Some(planned.as_str())
+    );
     let (code, msg) = bin.isup(client, "fw-email");
     assert_eq!(code, Some(0), "{msg}");
     assert!(msg.contains("uid 4242"), "{msg}");
 
-    let mut bad = check_local(client, &l, &all, &uids, Some(MAIL_UID));
-    bad.extend(check_from_lan(&t, &l, Some(MAIL_UID)));
-    assert_none(bad, "with fw-email up for uid 4242");
+    round(Some(MAIL_UID), "with fw-email up for uid 4242");
 
     let out = bin.ok(client, &["fw-email", "stop"]);
     assert!(out.contains("stopped"), "{out}");
     assert_eq!(table(client, "bitmask_email"), None);
     let (code, msg) = bin.isup(client, "fw-email");
     assert_eq!(code, Some(1), "{msg}");
-    assert!(msg.contains("down"), "{msg}");
-    let mut bad = check_local(client, &l, &all, &uids, None);
-    bad.extend(check_from_lan(&t, &l, None));
-    assert_none(bad, "after fw-email stop, everything must connect");
+    assert!(msg.contains("is down"), "{msg}");
+
+    round(None, "after fw-email stop, everything connects again");
 
     let out = bin.ok(client, &["fw-email", "stop"]);
     assert!(out.contains("was not running"), "{out}");
-    std::thread::sleep(SETTLE);
-    let expected: usize = 3 * (2 * 4 * 3 * 3) // three open rounds: 4 addrs x 3 ports x 3 uids + 2x3 LAN
-        - 3 * 2 * 4 // wait: replaced below
-        + 0;
-    let _ = expected;
+}
+
+#[test]
+fn a_new_start_replaces_the_running_email_firewall_at_once() {
+    skip_unless_runnable!();
+    let bin = Bin::new();
+    let ns = lone_namespace();
+    let l = Listeners::start(&ns, &LOOPBACK);
+    let uids = [MAIL_UID, OTHER_UID, NOBODY.1, 0];
+    let check = |p: Protected, when: &str| {
+        let mut r = Round::default();
+        r.local(&ns, &l, &LOOPBACK, &uids, p);
+        r.check(&l, when);
+    };
+
+    bin.ok(&ns, &["fw-email", "start", &MAIL_UID.to_string()]);
+    check(Some(MAIL_UID), "started for 4242");
+
+    // "restart" is accepted and ignored, as the original did.
+    let out = bin.ok(
+        &ns,
+        &["fw-email", "start", "restart", &OTHER_UID.to_string()],
+    );
+    assert!(out.contains("uid 4343"), "{out}");
+    check(Some(OTHER_UID), "replaced by 4343");
+
+    let out = bin.ok(&ns, &["fw-email", "start", NOBODY.0]);
+    assert!(
+        out.contains("uid 65534"),
+        "a name is resolved from /etc/passwd: {out}"
+    );
+    let (code, msg) = bin.isup(&ns, "fw-email");
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(msg.contains("uid 65534"), "{msg}");
+    check(Some(NOBODY.1), "replaced by nobody");
+
+    bin.ok(&ns, &["fw-email", "start", "0"]);
+    check(Some(0), "uid 0: root only");
+
+    bin.ok(&ns, &["fw-email", "stop"]);
+    check(None, "stopped");
+}
+
+#[test]
+fn invalid_uids_change_nothing() {
+    skip_unless_runnable!();
+    let bin = Bin::new();
+    let ns = lone_namespace();
+    let bad = [
+        "",
+        "1000x",
+        "../",
+        "..",
+        "bmr-no-such-user",
+        "4294967295",
+        "4294967296",
+        "99999999999999999999",
+        "-1",
+        "01000",
+        " 1000",
+        "1000 ",
+        "root:x",
+        "root\n",
+        "$(id)",
+    ];
+    for state in ["down", "up"] {
+        if state == "up" {
+            bin.ok(&ns, &["fw-email", "start", &MAIL_UID.to_string()]);
+        }
+        let before = nft::ruleset(&ns).expect("nft list ruleset");
+        for word in bad {
+            for dry in [false, true] {
+                let args: Vec<&str> = if dry {
+                    vec!["--dry-run", "fw-email", "start", word]
+                } else {
+                    vec!["fw-email", "start", word]
+                };
+                let out = bin.run(&ns, &args);
+                assert_eq!(out.code, Some(2), "{state}: {args:?}: {}", out.stderr);
+                assert_eq!(out.stdout, "", "{state}: {args:?}");
+                assert_eq!(
+                    out.stderr.lines().count(),
+                    1,
+                    "{state}: {args:?}: {}",
+                    out.stderr
+                );
+                assert!(out.stderr.contains("nothing was changed"), "{}", out.stderr);
+            }
+            let after = nft::ruleset(&ns).expect("nft list ruleset");
+            assert_eq!(
+                after, before,
+                "{state}: fw-email start {word:?} changed the ruleset"
+            );
+        }
+        let (code, msg) = bin.isup(&ns, "fw-email");
+        if state == "up" {
+            assert_eq!(code, Some(0), "{msg}");
+            assert!(msg.contains("uid 4242"), "{msg}");
+        } else {
+            assert_eq!(code, Some(1), "{msg}");
+        }
+    }
+    bin.ok(&ns, &["fw-email", "stop"]);
+}
+
+#[test]
+fn isup_says_why_when_the_table_was_changed() {
+    skip_unless_runnable!();
+    let bin = Bin::new();
+    let ns = lone_namespace();
+    bin.ok(&ns, &["fw-email", "start", &MAIL_UID.to_string()]);
+    nft::nft(&ns, &["flush", "chain", "inet", "bitmask_email", "output"]).expect("flush");
+    let (code, msg) = bin.isup(&ns, "fw-email");
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("changed by another program"), "{msg}");
+    assert!(msg.contains("fw-email start 4242"), "{msg}");
+
+    bin.ok(&ns, &["fw-email", "start", &MAIL_UID.to_string()]);
+    assert_eq!(bin.isup(&ns, "fw-email").0, Some(0), "a start restores it");
+
+    // A table of that name that is not ours is not "up", and start replaces it.
+    bin.ok(&ns, &["fw-email", "stop"]);
+    nft::nft(&ns, &["add", "table", "inet", "bitmask_email"]).expect("add table");
+    let (code, msg) = bin.isup(&ns, "fw-email");
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(msg.contains("comment"), "{msg}");
+    bin.ok(&ns, &["fw-email", "start", &MAIL_UID.to_string()]);
+    assert_eq!(bin.isup(&ns, "fw-email").0, Some(0));
+    bin.ok(&ns, &["fw-email", "stop"]);
+}
+
+/// One step of the coexistence test.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    VpnStart,
+    VpnStop,
+    EmailStart(u32),
+    EmailStop,
+}
+
+/// Which firewalls are up: (VPN, email uid).
+type Up = (bool, Option<u32>);
+
+impl Step {
+    fn args(self) -> Vec<String> {
+        let words: &[&str] = match self {
+            Step::VpnStart => &["firewall", "start", VPN_GATEWAY],
+            Step::VpnStop => &["firewall", "stop"],
+            Step::EmailStart(_) => &["fw-email", "start"],
+            Step::EmailStop => &["fw-email", "stop"],
+        };
+        let mut v: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        if let Step::EmailStart(uid) = self {
+            v.push(uid.to_string());
+        }
+        v
+    }
+
+    /// The state after this step, and which table it must leave byte for byte as it was.
+    fn apply(self, (vpn, email): Up) -> (Up, &'static str) {
+        match self {
+            Step::VpnStart => ((true, email), "bitmask_email"),
+            Step::VpnStop => ((false, email), "bitmask_email"),
+            Step::EmailStart(uid) => ((vpn, Some(uid)), "bitmask"),
+            Step::EmailStop => ((vpn, None), "bitmask"),
+        }
+    }
+}
+
+#[test]
+fn vpn_and_email_firewalls_leave_each_other_intact_in_every_order() {
+    skip_unless_runnable!();
+    let bin = Bin::new();
+    let t = Topology::builder().build().expect("topology");
+    let client = t.client();
+    let l = Listeners::start(client, &LOOPBACK);
+    use Step::*;
+    let orders: [&[Step]; 4] = [
+        &[VpnStart, EmailStart(MAIL_UID), EmailStop, VpnStop],
+        &[VpnStart, EmailStart(MAIL_UID), VpnStop, EmailStop],
+        &[EmailStart(MAIL_UID), VpnStart, VpnStop, EmailStop],
+        &[
+            EmailStart(MAIL_UID),
+            VpnStart,
+            EmailStart(OTHER_UID),
+            EmailStop,
+            VpnStop,
+        ],
+    ];
+    for order in orders {
+        let mut up: Up = (false, None);
+        for &step in order {
+            let (next, untouched) = step.apply(up);
+            let before = table(client, untouched);
+            let args = step.args();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            bin.ok(client, &args);
+            assert_eq!(
+                table(client, untouched),
+                before,
+                "{order:?}: {step:?} changed {untouched}"
+            );
+            up = next;
+            let (code, msg) = bin.isup(client, "firewall");
+            assert_eq!(
+                code == Some(0),
+                up.0,
+                "{order:?} after {step:?}: firewall isup: {msg}"
+            );
+            let (code, msg) = bin.isup(client, "fw-email");
+            assert_eq!(
+                code == Some(0),
+                up.1.is_some(),
+                "{order:?} after {step:?}: fw-email isup: {msg}"
+            );
+            if let (true, Some(uid)) = up {
+                assert!(msg.contains(&format!("uid {uid}")), "{msg}");
+                let mut r = Round::default();
+                r.local(client, &l, &LOOPBACK, &[MAIL_UID, OTHER_UID, 0], up.1);
+                r.check(&l, &format!("{order:?} after {step:?}: both firewalls up"));
+            }
+        }
+        assert_eq!(
+            nft::tables(client).expect("nft list tables"),
+            Vec::<String>::new()
+        );
+    }
 }

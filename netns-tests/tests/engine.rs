@@ -13,7 +13,10 @@ fn bin() -> BitmaskRoot {
 }
 
 fn connect(t: &Topology, to: SocketAddr) -> ConnectOutcome {
-    let opts = SendOpts { timeout: Some(Duration::from_millis(700)), ..SendOpts::default() };
+    let opts = SendOpts {
+        timeout: Some(Duration::from_millis(700)),
+        ..SendOpts::default()
+    };
     tcp_connect(t.client(), to, b"probe", &opts).expect("tcp probe")
 }
 
@@ -38,8 +41,13 @@ fn the_kernel_lists_exactly_the_plan() {
         args.extend(gws.iter().map(|g| g.to_string()));
         let plan = b.run(t.client(), &args).expect("dry run");
         assert!(plan.success(), "dry run failed: {}", plan.stderr);
-        let kernel = nft::table(t.client(), "inet", "bitmask").expect("nft").expect("our table");
-        assert_eq!(kernel, plan.stdout, "flags {flags:?}: the kernel's listing differs from the plan");
+        let kernel = nft::table(t.client(), "inet", "bitmask")
+            .expect("nft")
+            .expect("our table");
+        assert_eq!(
+            kernel, plan.stdout,
+            "flags {flags:?}: the kernel's listing differs from the plan"
+        );
     }
 }
 
@@ -54,24 +62,44 @@ fn gateways_and_lan_pass_everything_else_is_refused_and_replacement_flips_it() {
     let _l2 = TcpListener::start(t.internet(), sa(gw2, 443)).expect("listen");
     let _l3 = TcpListener::start(t.internet(), sa(INTERNET_HOST_V4, 443)).expect("listen");
     let _lan = TcpListener::start(t.router(), sa(ROUTER_LAN_V4, 8080)).expect("listen");
-    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Connected, "no firewall yet");
+    assert_eq!(
+        connect(&t, sa(INTERNET_HOST_V4, 443)),
+        ConnectOutcome::Connected,
+        "no firewall yet"
+    );
 
     let b = bin();
-    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
-    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Refused);
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)])
+        .expect("start");
+    assert_eq!(
+        connect(&t, sa(INTERNET_HOST_V4, 443)),
+        ConnectOutcome::Refused
+    );
     assert_eq!(connect(&t, sa(GATEWAY_V4, 443)), ConnectOutcome::Connected);
     assert_eq!(connect(&t, sa(gw2, 443)), ConnectOutcome::Refused);
-    assert_eq!(connect(&t, sa(ROUTER_LAN_V4, 8080)), ConnectOutcome::Connected, "LAN");
+    assert_eq!(
+        connect(&t, sa(ROUTER_LAN_V4, 8080)),
+        ConnectOutcome::Connected,
+        "LAN"
+    );
 
     // Replacing the running firewall with another gateway list flips reachability.
-    b.start(t.client(), &[], &[IpAddr::V4(gw2)]).expect("replace");
+    b.start(t.client(), &[], &[IpAddr::V4(gw2)])
+        .expect("replace");
     assert_eq!(connect(&t, sa(GATEWAY_V4, 443)), ConnectOutcome::Refused);
     assert_eq!(connect(&t, sa(gw2, 443)), ConnectOutcome::Connected);
-    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Refused);
+    assert_eq!(
+        connect(&t, sa(INTERNET_HOST_V4, 443)),
+        ConnectOutcome::Refused
+    );
 
     let out = b.stop(t.client()).expect("stop");
     assert!(out.success());
-    assert_eq!(connect(&t, sa(INTERNET_HOST_V4, 443)), ConnectOutcome::Connected, "after stop");
+    assert_eq!(
+        connect(&t, sa(INTERNET_HOST_V4, 443)),
+        ConnectOutcome::Connected,
+        "after stop"
+    );
 }
 
 #[test]
@@ -86,7 +114,8 @@ fn stop_leaves_no_trace_and_spares_foreign_tables() {
     .expect("foreign tables");
     let before = nft::ruleset_stateless(t.client()).expect("ruleset");
     let b = bin();
-    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)])
+        .expect("start");
     let during = nft::ruleset_stateless(t.client()).expect("ruleset");
     assert!(during.contains("table inet bitmask"));
     assert!(during.contains("table inet mine") && during.contains("table ip filter"));
@@ -94,7 +123,11 @@ fn stop_leaves_no_trace_and_spares_foreign_tables() {
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(nft::ruleset_stateless(t.client()).expect("ruleset"), before);
     let again = b.stop(t.client()).expect("stop again");
-    assert!(again.success(), "stop on a stopped firewall exits 0: {}", again.stderr);
+    assert!(
+        again.success(),
+        "stop on a stopped firewall exits 0: {}",
+        again.stderr
+    );
     assert!(again.stdout.contains("was not running"));
 }
 
@@ -104,7 +137,8 @@ fn invalid_commands_change_nothing_and_exit_2() {
     let b = bin();
     for up in [false, true] {
         if up {
-            b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+            b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)])
+                .expect("start");
         }
         let before = nft::ruleset(t.client()).expect("ruleset");
         for args in [
@@ -118,10 +152,23 @@ fn invalid_commands_change_nothing_and_exit_2() {
         ] {
             let out = b.run(t.client(), args).expect("run");
             assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
-            assert!(out.stderr.starts_with("bitmask-root: "), "{args:?}: {}", out.stderr);
-            assert_eq!(out.stderr.trim_end().lines().count(), 1, "one line: {}", out.stderr);
+            assert!(
+                out.stderr.starts_with("bitmask-root: "),
+                "{args:?}: {}",
+                out.stderr
+            );
+            assert_eq!(
+                out.stderr.trim_end().lines().count(),
+                1,
+                "one line: {}",
+                out.stderr
+            );
         }
-        assert_eq!(nft::ruleset(t.client()).expect("ruleset"), before, "up={up}");
+        assert_eq!(
+            nft::ruleset(t.client()).expect("ruleset"),
+            before,
+            "up={up}"
+        );
     }
 }
 
@@ -130,19 +177,44 @@ fn isup_reports_up_down_and_tampered() {
     let t = Topology::builder().build().expect("topology");
     let b = bin();
     assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(1), "down");
-    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("start");
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)])
+        .expect("start");
     assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(0), "up");
     nft::nft(t.client(), &["flush", "chain", "inet", "bitmask", "output"]).expect("flush");
     let out = b.run(t.client(), &["firewall", "isup"]).expect("isup");
     assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("changed by another program"), "{}", out.stderr);
-    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).expect("restore");
-    nft::nft(t.client(), &["add", "element", "inet", "bitmask", "gateways4", "{ 203.0.113.10 }"])
-        .expect("add element");
+    assert!(
+        out.stderr.contains("changed by another program"),
+        "{}",
+        out.stderr
+    );
+    b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)])
+        .expect("restore");
+    nft::nft(
+        t.client(),
+        &[
+            "add",
+            "element",
+            "inet",
+            "bitmask",
+            "gateways4",
+            "{ 203.0.113.10 }",
+        ],
+    )
+    .expect("add element");
     let out = b.run(t.client(), &["firewall", "isup"]).expect("isup");
-    assert_eq!(out.code, Some(1), "an extra gateway slipped into the set: {}", out.stdout);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "an extra gateway slipped into the set: {}",
+        out.stdout
+    );
     b.stop(t.client()).expect("stop");
-    assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(1), "down again");
+    assert_eq!(
+        b.isup(t.client(), &[]).expect("isup"),
+        Some(1),
+        "down again"
+    );
 }
 
 /// The library API, called on a thread inside the client namespace (what an embedding VPN
@@ -161,25 +233,37 @@ fn library_start_status_refusal_and_stop() {
             .gateway(IpAddr::V4(GATEWAY_V4))
             .build()
             .map_err(|e| e.to_string())?;
-        rt.block_on(firewall::start(&policy)).map_err(|e| e.to_string())?;
+        rt.block_on(firewall::start(&policy))
+            .map_err(|e| e.to_string())?;
         let status = rt.block_on(firewall::status()).map_err(|e| e.to_string())?;
         if status != firewall::Status::Up(policy.clone()) {
             return Err(format!("status after start: {status}"));
         }
         // A ruleset the kernel refuses (syslog level 99): nothing of it may be applied.
-        let net = rt.block_on(bitmask_root::discovery::discover()).map_err(|e| e.to_string())?;
+        let net = rt
+            .block_on(bitmask_root::discovery::discover())
+            .map_err(|e| e.to_string())?;
         let mut bad = firewall::plan(&policy, &net).map_err(|e| e.to_string())?;
         bad.chains[0].rules.insert(
             3,
-            plan::Rule::new([], plan::Action::Log { prefix: "x".into(), level: 99 }),
+            plan::Rule::new(
+                [],
+                plan::Action::Log {
+                    prefix: "x".into(),
+                    level: 99,
+                },
+            ),
         );
         match engine::apply(&bad) {
-            Err(bitmask_root::Error::Transport(e)) if e.to_string().contains("rule 4 of chain output") => {}
+            Err(bitmask_root::Error::Transport(e))
+                if e.to_string().contains("rule 4 of chain output") => {}
             other => return Err(format!("a refused batch must name the rule: {other:?}")),
         }
         let status = rt.block_on(firewall::status()).map_err(|e| e.to_string())?;
         if !status.is_up() {
-            return Err(format!("the refused batch damaged the running firewall: {status}"));
+            return Err(format!(
+                "the refused batch damaged the running firewall: {status}"
+            ));
         }
         if !firewall::stop().map_err(|e| e.to_string())? {
             return Err("stop did not find the firewall".into());
@@ -187,5 +271,9 @@ fn library_start_status_refusal_and_stop() {
         Ok(())
     });
     result.expect("thread in namespace").expect("library calls");
-    assert_eq!(nft::ruleset(t.client()).expect("ruleset"), before, "stop leaves no trace");
+    assert_eq!(
+        nft::ruleset(t.client()).expect("ruleset"),
+        before,
+        "stop leaves no trace"
+    );
 }

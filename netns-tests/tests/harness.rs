@@ -33,8 +33,13 @@ fn namespaces_are_isolated_and_uniquely_named() {
     let t = Topology::builder().build().expect("build");
     let initial = std::fs::metadata("/proc/self/ns/net").expect("stat").ino();
     for name in t.namespace_names() {
-        assert!(name.starts_with(&format!("bmr-{}-", std::process::id())), "{name}");
-        let ino = std::fs::metadata(format!("/run/netns/{name}")).expect("stat").ino();
+        assert!(
+            name.starts_with(&format!("bmr-{}-", std::process::id())),
+            "{name}"
+        );
+        let ino = std::fs::metadata(format!("/run/netns/{name}"))
+            .expect("stat")
+            .ino();
         assert_ne!(ino, initial, "{name} is the initial namespace");
     }
     // A closure run "in" the client really is in the client namespace.
@@ -52,7 +57,10 @@ fn namespaces_are_isolated_and_uniquely_named() {
         .expect("ip link");
     let root_links = String::from_utf8_lossy(&root_links.stdout);
     for ifname in ["lan0", "wan0", "tunpeer"] {
-        assert!(!root_links.contains(&format!(": {ifname}@")), "{ifname} leaked into root");
+        assert!(
+            !root_links.contains(&format!(": {ifname}@")),
+            "{ifname} leaked into root"
+        );
     }
 }
 
@@ -81,7 +89,10 @@ fn cleanup_happens_when_a_test_panics() {
     assert_eq!(created.len(), 5);
     let existing = names::existing();
     for n in &created {
-        assert!(!Path::new(&format!("/run/netns/{n}")).exists(), "{n} left behind");
+        assert!(
+            !Path::new(&format!("/run/netns/{n}")).exists(),
+            "{n} left behind"
+        );
         assert!(!existing.contains(n), "{n} still listed");
     }
 }
@@ -120,9 +131,8 @@ fn udp_tcp_icmp_reach_the_internet_without_firewall() {
     udp_send(t.client(), sa(INTERNET_HOST_V6, 9), b"six", &o).expect("send6");
     assert_eq!(udp6.wait_for(1, WAIT), 1);
 
-    let to_host = |p: &netns_tests::probe::tap::Packet| {
-        p.inbound && p.dst == IpAddr::V4(INTERNET_HOST_V4)
-    };
+    let to_host =
+        |p: &netns_tests::probe::tap::Packet| p.inbound && p.dst == IpAddr::V4(INTERNET_HOST_V4);
     assert!(tap.count(|p| to_host(p) && p.proto == proto::UDP && p.dport == Some(9)) == 1);
     assert!(tap.count(|p| to_host(p) && p.proto == proto::TCP) >= 1);
     assert!(tap.count(|p| to_host(p) && p.proto == proto::ICMP && p.icmp_type == Some(8)) == 1);
@@ -138,11 +148,19 @@ fn dns_responder_says_who_answered() {
     let o = SendOpts::default();
     for tr in [Transport::Udp, Transport::Tcp] {
         let a = dns_query(t.client(), sa(OTHER_RESOLVER_V4, 53), tr, &o).expect("query");
-        assert_eq!(a.answered_by(), Some(IpAddr::V4(OTHER_RESOLVER_V4)), "{tr:?}");
+        assert_eq!(
+            a.answered_by(),
+            Some(IpAddr::V4(OTHER_RESOLVER_V4)),
+            "{tr:?}"
+        );
         let a = dns_query(t.client(), sa(VPN_RESOLVER, 53), tr, &o).expect("query");
         assert_eq!(a.answered_by(), Some(IpAddr::V4(VPN_RESOLVER)), "{tr:?}");
         let a = dns_query(t.client(), sa(VPN_RESOLVER_TCP, 53), tr, &o).expect("query");
-        assert_eq!(a.answered_by(), Some(IpAddr::V4(VPN_RESOLVER_TCP)), "{tr:?}");
+        assert_eq!(
+            a.answered_by(),
+            Some(IpAddr::V4(VPN_RESOLVER_TCP)),
+            "{tr:?}"
+        );
     }
     assert_eq!(other.count(), 2);
     assert_eq!(r42.count(), 2);
@@ -205,7 +223,10 @@ fn second_uplink_bind_to_device_and_default_route_move() {
     .expect("send");
     assert_eq!(udp.wait_for(1, WAIT), 1);
     assert_eq!(udp.datagrams()[0].from.ip(), IpAddr::V4(CLIENT_LAN2_V4));
-    assert_eq!(r2_tap.count_inbound(|p| p.dst == IpAddr::V4(INTERNET_HOST_V4)), 1);
+    assert_eq!(
+        r2_tap.count_inbound(|p| p.dst == IpAddr::V4(INTERNET_HOST_V4)),
+        1
+    );
 
     udp.clear();
     udp_send(
@@ -222,7 +243,13 @@ fn second_uplink_bind_to_device_and_default_route_move() {
     t.tunnel_down().expect("down");
     t.move_default_route_to_second_uplink().expect("move");
     udp.clear();
-    udp_send(t.client(), sa(INTERNET_HOST_V4, 9), b"moved", &SendOpts::default()).expect("s");
+    udp_send(
+        t.client(),
+        sa(INTERNET_HOST_V4, 9),
+        b"moved",
+        &SendOpts::default(),
+    )
+    .expect("s");
     assert_eq!(udp.wait_for(1, WAIT), 1);
     assert_eq!(udp.datagrams()[0].from.ip(), IpAddr::V4(CLIENT_LAN2_V4));
 }
@@ -236,8 +263,14 @@ fn ipv6_link_local_nd_and_ula() {
     assert_eq!(e, EchoOutcome::Reply);
     let e = icmp_echo(t.client(), IpAddr::V6(ROUTER_LAN_V6), &SendOpts::default()).expect("e");
     assert_eq!(e, EchoOutcome::Reply);
-    let neigh = t.client().ip(&["-6", "neigh", "show", "dev", "eth0"]).expect("neigh");
-    assert!(neigh.contains(&ll.to_string()) || neigh.contains("fd00:1::1"), "{neigh}");
+    let neigh = t
+        .client()
+        .ip(&["-6", "neigh", "show", "dev", "eth0"])
+        .expect("neigh");
+    assert!(
+        neigh.contains(&ll.to_string()) || neigh.contains("fd00:1::1"),
+        "{neigh}"
+    );
 }
 
 #[test]
@@ -255,9 +288,27 @@ fn multicast_and_broadcast_leave_the_client() {
         multicast_if: Some("eth0".into()),
         ..Default::default()
     };
-    udp_send(t.client(), "224.0.0.251:5353".parse().expect("addr"), b"m", &o).expect("send");
-    udp_send(t.client(), "239.255.255.250:1900".parse().expect("addr"), b"s", &o).expect("s");
-    udp_send(t.client(), "[ff02::fb]:5353".parse().expect("addr"), b"m6", &o).expect("send");
+    udp_send(
+        t.client(),
+        "224.0.0.251:5353".parse().expect("addr"),
+        b"m",
+        &o,
+    )
+    .expect("send");
+    udp_send(
+        t.client(),
+        "239.255.255.250:1900".parse().expect("addr"),
+        b"s",
+        &o,
+    )
+    .expect("s");
+    udp_send(
+        t.client(),
+        "[ff02::fb]:5353".parse().expect("addr"),
+        b"m6",
+        &o,
+    )
+    .expect("send");
     assert_eq!(mdns.wait_for(1, WAIT), 1);
     let dports = |port| tap.wait_for(1, WAIT, move |p| p.inbound && p.dport == Some(port));
     assert_eq!(dports(1900), 1);
@@ -268,7 +319,13 @@ fn multicast_and_broadcast_leave_the_client() {
         bind_addr: Some("0.0.0.0:68".parse().expect("addr")),
         ..Default::default()
     };
-    udp_send(t.client(), "255.255.255.255:67".parse().expect("addr"), b"dhcp", &b).expect("b");
+    udp_send(
+        t.client(),
+        "255.255.255.255:67".parse().expect("addr"),
+        b"dhcp",
+        &b,
+    )
+    .expect("b");
     assert_eq!(dports(67), 1);
 }
 

@@ -80,9 +80,17 @@ fn case02_gateway_lan_and_multicast_allowed() {
     ] {
         let ip: IpAddr = dst.parse().expect("group");
         let r = udp_send(t.client(), sa(ip, port), b"multicast", &m).expect("send");
-        let n = tap.wait_for(1, WAIT, |p| p.inbound && p.dst == ip && p.dport == Some(port));
-        case.seen(format!("multicast {dst}:{port}: sent={} on LAN wire={n}", r.sent));
-        case.check(n >= 1, format!("multicast to {dst}:{port} should leave ({n} seen)"));
+        let n = tap.wait_for(1, WAIT, |p| {
+            p.inbound && p.dst == ip && p.dport == Some(port)
+        });
+        case.seen(format!(
+            "multicast {dst}:{port}: sent={} on LAN wire={n}",
+            r.sent
+        ));
+        case.check(
+            n >= 1,
+            format!("multicast to {dst}:{port} should leave ({n} seen)"),
+        );
     }
     case.pass();
 }
@@ -129,7 +137,11 @@ fn case03_dns_only_to_vpn_resolver_through_tunnel() {
         .iter()
         .filter(|x| x.from.ip() == v4(CLIENT_TUN_V4))
         .count();
-    case.expect_count("queries at 10.42.0.1 from the tunnel address", via_tunnel, 2);
+    case.expect_count(
+        "queries at 10.42.0.1 from the tunnel address",
+        via_tunnel,
+        2,
+    );
     let tun53 = tun_tap.count_inbound(|p| p.dport == Some(53));
     case.expect_at_least("port-53 packets on the tunnel", tun53, 2);
 
@@ -154,7 +166,11 @@ fn case03_dns_only_to_vpn_resolver_through_tunnel() {
     lan_tap.clear();
     lan2_tap.clear();
     let before = r42.count() + other.count();
-    for server in [v4(OTHER_RESOLVER_V4), v4(VPN_RESOLVER), v4(INTERNET_HOST_V4)] {
+    for server in [
+        v4(OTHER_RESOLVER_V4),
+        v4(VPN_RESOLVER),
+        v4(INTERNET_HOST_V4),
+    ] {
         for tr in [Transport::Udp, Transport::Tcp] {
             let a = q(server, tr);
             case.seen(format!("tunnel down, {tr:?} DNS to {server}: {a:?}"));
@@ -167,7 +183,11 @@ fn case03_dns_only_to_vpn_resolver_through_tunnel() {
     std::thread::sleep(SETTLE);
     let wire = lan_tap.count_inbound(|p| p.dport == Some(53))
         + lan2_tap.count_inbound(|p| p.dport == Some(53));
-    case.expect_count("tunnel down: port-53 packets on eth0 and eth1 wires", wire, 0);
+    case.expect_count(
+        "tunnel down: port-53 packets on eth0 and eth1 wires",
+        wire,
+        0,
+    );
     case.expect_count(
         "tunnel down: queries reaching any resolver",
         r42.count() + other.count() - before,
@@ -197,7 +217,10 @@ fn case04_ipv6() {
     );
     let b = bin();
     let gws = vec![v4(GATEWAY_V4), IpAddr::V6(GATEWAY_V6)];
-    let t = Topology::builder().gateways(&gws).build().expect("topology");
+    let t = Topology::builder()
+        .gateways(&gws)
+        .build()
+        .expect("topology");
     let host = Host::start(t.internet(), INTERNET_HOST_V6);
     let gw6 = Host::start(t.internet(), GATEWAY_V6);
     let lan6 = Host::start(t.router(), ROUTER_LAN_V6);
@@ -220,7 +243,10 @@ fn case04_ipv6() {
     let ll = Topology::link_local(t.router(), "lan0").expect("router link-local");
     let e = icmp_echo(t.client(), IpAddr::V6(ll), &SendOpts::device("eth0")).expect("echo");
     case.seen(format!("link-local ping to router {ll}: {e:?}"));
-    case.check(e == EchoOutcome::Reply, format!("link-local ping to the router: {e:?}"));
+    case.check(
+        e == EchoOutcome::Reply,
+        format!("link-local ping to the router: {e:?}"),
+    );
     let ns = tap.count_inbound(|p| p.proto == proto::ICMPV6 && p.icmp_type == Some(135));
     case.expect_at_least("neighbour solicitations from the client", ns, 1);
     let neigh = t
@@ -230,8 +256,14 @@ fn case04_ipv6() {
     let resolved = neigh
         .lines()
         .any(|l| l.starts_with(&ll.to_string()) && l.contains("lladdr"));
-    case.seen(format!("client neighbours: {}", neigh.trim().replace('\n', " | ")));
-    case.check(resolved, "the router's link-local address is resolved (lladdr)");
+    case.seen(format!(
+        "client neighbours: {}",
+        neigh.trim().replace('\n', " | ")
+    ));
+    case.check(
+        resolved,
+        "the router's link-local address is resolved (lladdr)",
+    );
 
     probe(t.client(), &lan6, None, &o, true).check(&mut case, "ULA LAN fd00:1::1", true);
     probe(t.client(), &gw6, None, &o, true).check(&mut case, "IPv6 gateway 2001:db8:2::1", true);
@@ -265,12 +297,21 @@ fn case05_second_uplink_and_bound_sockets() {
     start(&b, t.client(), &[], &gw());
     r2_tap.clear();
     lan_tap.clear();
-    let tunnel = probe(t.client(), &host, Some(v4(CLIENT_TUN_V4)), &SendOpts::default(), true);
+    let tunnel = probe(
+        t.client(),
+        &host,
+        Some(v4(CLIENT_TUN_V4)),
+        &SendOpts::default(),
+        true,
+    );
     tunnel.check(&mut case, "control: through the tunnel", true);
 
     t.route_via_second_uplink(v4(other)).expect("route");
-    probe(t.client(), &host2, None, &SendOpts::default(), false)
-        .check(&mut case, "203.0.113.20 routed via eth1", false);
+    probe(t.client(), &host2, None, &SendOpts::default(), false).check(
+        &mut case,
+        "203.0.113.20 routed via eth1",
+        false,
+    );
     probe(t.client(), &host, None, &eth1, false).check(&mut case, "bound to eth1", false);
     probe(t.client(), &host6, None, &eth1, false).check(&mut case, "IPv6 bound to eth1", false);
     probe(t.client(), &host, None, &eth0, false).check(&mut case, "bound to eth0", false);
@@ -284,8 +325,16 @@ fn case05_second_uplink_and_bound_sockets() {
     let wire = |p: &netns_tests::probe::tap::Packet| {
         p.dst == host.ip || p.dst == host2.ip || p.dst == host6.ip
     };
-    case.expect_count("packets to the hosts on the eth1 wire", r2_tap.count_inbound(wire), 0);
-    case.expect_count("packets to the hosts on the eth0 wire", lan_tap.count_inbound(wire), 0);
+    case.expect_count(
+        "packets to the hosts on the eth1 wire",
+        r2_tap.count_inbound(wire),
+        0,
+    );
+    case.expect_count(
+        "packets to the hosts on the eth0 wire",
+        lan_tap.count_inbound(wire),
+        0,
+    );
     case.pass();
 }
 
@@ -301,7 +350,13 @@ fn case06_tunnel_traffic_arrives() {
     let host = Host::start(t.internet(), INTERNET_HOST_V4);
     let tap = Tap::start(t.router(), "lan0").expect("tap");
     start(&b, t.client(), &[], &gw());
-    let s = probe(t.client(), &host, Some(v4(CLIENT_TUN_V4)), &SendOpts::default(), true);
+    let s = probe(
+        t.client(),
+        &host,
+        Some(v4(CLIENT_TUN_V4)),
+        &SendOpts::default(),
+        true,
+    );
     s.check(&mut case, "203.0.113.10 via tun0", true);
     let from_tun = host
         .udp
@@ -326,7 +381,10 @@ fn case07_replacement_under_load() {
     );
     let b = bin();
     let pool: Vec<IpAddr> = (1..=12).map(|n| v4(gateway_v4(n))).collect();
-    let t = Topology::builder().gateways(&pool).build().expect("topology");
+    let t = Topology::builder()
+        .gateways(&pool)
+        .build()
+        .expect("topology");
     let host = UdpListener::start(t.internet(), sa(INTERNET_HOST_V4, UDP_PORT)).expect("udp");
     let tap = Tap::start(t.router(), "lan0").expect("tap");
     let mut rng = Rng::new("case07");
@@ -369,7 +427,10 @@ fn case07_replacement_under_load() {
         sent.sent,
         sent.failed
     ));
-    case.check(failures.is_empty(), format!("every start exits 0: {failures:?}"));
+    case.check(
+        failures.is_empty(),
+        format!("every start exits 0: {failures:?}"),
+    );
     case.check(
         sent.sent + sent.failed >= 200,
         "the sender really sent during the replacements",
@@ -383,7 +444,12 @@ fn case07_replacement_under_load() {
 
     let listeners: Vec<(IpAddr, UdpListener)> = pool
         .iter()
-        .map(|g| (*g, UdpListener::start(t.internet(), sa(*g, 1194)).expect("udp")))
+        .map(|g| {
+            (
+                *g,
+                UdpListener::start(t.internet(), sa(*g, 1194)).expect("udp"),
+            )
+        })
         .collect();
     for (g, _) in &listeners {
         udp_send(t.client(), sa(*g, 1194), b"gw", &SendOpts::default()).expect("send");
@@ -392,7 +458,11 @@ fn case07_replacement_under_load() {
     let mut wrong = Vec::new();
     for (g, l) in &listeners {
         let expected = last.contains(g);
-        let got = if expected { l.wait_for(1, WAIT) } else { l.count() };
+        let got = if expected {
+            l.wait_for(1, WAIT)
+        } else {
+            l.count()
+        };
         if (got >= 1) != expected {
             wrong.push(format!("{g}: expected {expected}, arrivals {got}"));
         }
@@ -401,7 +471,10 @@ fn case07_replacement_under_load() {
         "last list {:?}; gateways wrongly (un)reachable: {wrong:?}",
         last.iter().map(|g| g.to_string()).collect::<Vec<_>>()
     ));
-    case.check(wrong.is_empty(), format!("exactly the last list is reachable: {wrong:?}"));
+    case.check(
+        wrong.is_empty(),
+        format!("exactly the last list is reachable: {wrong:?}"),
+    );
     case.pass();
 }
 
@@ -452,9 +525,16 @@ fn case08_crash_atomicity() {
     let dur = run_ok(&list_b);
     let ref_b = words(&listing().expect("table after start B"));
     b.stop(t.client()).expect("stop");
-    case.check(ref_a != ref_b, "the two gateway lists give different rulesets");
-    let window = (dur.as_micros() as u64 * 3 / 2).max(2_000);
-    case.seen(format!("one start takes {} ms; kills uniform in 0..{} us", dur.as_millis(), window));
+    case.check(
+        ref_a != ref_b,
+        "the two gateway lists give different rulesets",
+    );
+    let window = (dur.as_micros() as u64).max(2_000);
+    case.seen(format!(
+        "one start takes {} ms; kills uniform in 0..{} us",
+        dur.as_millis(),
+        window
+    ));
 
     let mut rng = Rng::new("case08");
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
@@ -487,8 +567,13 @@ fn case08_crash_atomicity() {
         );
         if now.is_some() {
             host.clear();
-            udp_send(t.client(), sa(INTERNET_HOST_V4, UDP_PORT), b"k", &SendOpts::default())
-                .expect("send");
+            udp_send(
+                t.client(),
+                sa(INTERNET_HOST_V4, UDP_PORT),
+                b"k",
+                &SendOpts::default(),
+            )
+            .expect("send");
             std::thread::sleep(Duration::from_millis(60));
             case.check(
                 host.count() == 0,
@@ -497,7 +582,11 @@ fn case08_crash_atomicity() {
         }
     }
     case.seen(format!("states after the kills: {tally:?}"));
-    case.expect_count("probes that arrived while our table existed", host.count(), 0);
+    case.expect_count(
+        "probes that arrived while our table existed",
+        host.count(),
+        0,
+    );
     case.pass();
 }
 
@@ -537,11 +626,47 @@ fn case09_coexistence() {
     let c = t.client();
     nft::apply(c, USER_RULES).expect("user table");
     for args in [
-        vec!["iptables", "-A", "OUTPUT", "-d", "192.0.2.98", "-j", "ACCEPT"],
+        vec![
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-d",
+            "192.0.2.98",
+            "-j",
+            "ACCEPT",
+        ],
         vec!["iptables", "-N", "USERCHAIN"],
-        vec!["iptables", "-A", "USERCHAIN", "-p", "tcp", "--dport", "25", "-j", "RETURN"],
-        vec!["iptables", "-t", "nat", "-A", "OUTPUT", "-d", "192.0.2.97", "-j", "RETURN"],
-        vec!["ip6tables", "-A", "OUTPUT", "-d", "2001:db8::98", "-j", "ACCEPT"],
+        vec![
+            "iptables",
+            "-A",
+            "USERCHAIN",
+            "-p",
+            "tcp",
+            "--dport",
+            "25",
+            "-j",
+            "RETURN",
+        ],
+        vec![
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-d",
+            "192.0.2.97",
+            "-j",
+            "RETURN",
+        ],
+        vec![
+            "ip6tables",
+            "-A",
+            "OUTPUT",
+            "-d",
+            "2001:db8::98",
+            "-j",
+            "ACCEPT",
+        ],
     ] {
         c.exec_ok(args[0], &args[1..]).expect("iptables-nft");
     }
@@ -553,24 +678,33 @@ fn case09_coexistence() {
             .map(|tb| {
                 let mut parts = tb.split_whitespace();
                 let (f, n) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let text = c.exec_ok("nft", &["-s", "list", "table", f, n]).expect("list");
+                let text = c
+                    .exec_ok("nft", &["-s", "list", "table", f, n])
+                    .expect("list");
                 (tb.clone(), text)
             })
             .collect()
     };
     let before = theirs();
-    case.seen(format!("foreign tables before: {:?}", before.keys().collect::<Vec<_>>()));
+    case.seen(format!(
+        "foreign tables before: {:?}",
+        before.keys().collect::<Vec<_>>()
+    ));
     case.check(before.len() >= 4, "the user and iptables-nft tables exist");
     start(&b, c, &[], &gw());
     case.check(theirs() == before, "other tables identical after start");
     start(&b, c, &[], &[v4(GATEWAY_V4), v4(gateway_v4(2))]);
-    case.check(theirs() == before, "other tables identical after a replacing start");
+    case.check(
+        theirs() == before,
+        "other tables identical after a replacing start",
+    );
     let out = b.stop(c).expect("stop");
     case.check(out.success(), "stop exits 0");
     case.check(theirs() == before, "other tables identical after stop");
 
     nft::apply(c, FOREIGN_ACCEPT_ALL).expect("foreign table");
-    c.exec_ok("iptables", &["-I", "OUTPUT", "-j", "ACCEPT"]).expect("iptables");
+    c.exec_ok("iptables", &["-I", "OUTPUT", "-j", "ACCEPT"])
+        .expect("iptables");
     let before = theirs();
     let host = Host::start(t.internet(), INTERNET_HOST_V4);
     start(&b, c, &[], &gw());
@@ -580,7 +714,10 @@ fn case09_coexistence() {
         false,
     );
     b.stop(c).expect("stop");
-    case.check(theirs() == before, "foreign tables identical after start and stop");
+    case.check(
+        theirs() == before,
+        "foreign tables identical after start and stop",
+    );
     case.pass();
 }
 
@@ -588,16 +725,39 @@ fn bad_command_lines(marker: &str) -> Vec<(String, Vec<String>)> {
     let gw = GATEWAY_V4.to_string();
     let mut v: Vec<(String, Vec<String>)> = Vec::new();
     let mut add = |label: &str, args: &[&str]| {
-        v.push((label.to_string(), args.iter().map(|s| s.to_string()).collect()));
+        v.push((
+            label.to_string(),
+            args.iter().map(|s| s.to_string()).collect(),
+        ));
     };
     add("no gateway", &["firewall", "start"]);
     add("restart without gateway", &["firewall", "start", "restart"]);
     for bad in [
-        "", " ", "999.1.1.1", "1.2.3", "1.2.3.4.5", "198.51.100.1/24", "0x01020304",
-        "01.02.03.04", "-1", "localhost", "example.com", "fe80::1%eth0", "::g", "2001:db8:::1",
-        "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "198.51.100.1 ",
+        "",
+        " ",
+        "999.1.1.1",
+        "1.2.3",
+        "1.2.3.4.5",
+        "198.51.100.1/24",
+        "0x01020304",
+        "01.02.03.04",
+        "-1",
+        "localhost",
+        "example.com",
+        "fe80::1%eth0",
+        "::g",
+        "2001:db8:::1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "224.0.0.1",
+        "::",
+        "ff02::1",
+        "198.51.100.1 ",
     ] {
-        add(&format!("invalid gateway {bad:?}"), &["firewall", "start", &gw, bad]);
+        add(
+            &format!("invalid gateway {bad:?}"),
+            &["firewall", "start", &gw, bad],
+        );
     }
     for meta in [
         format!("198.51.100.1;touch {marker}"),
@@ -607,13 +767,25 @@ fn bad_command_lines(marker: &str) -> Vec<(String, Vec<String>)> {
         format!("198.51.100.1 && touch {marker}"),
         format!("198.51.100.1\ntouch {marker}"),
     ] {
-        add(&format!("shell metacharacters {meta:?}"), &["firewall", "start", &meta]);
+        add(
+            &format!("shell metacharacters {meta:?}"),
+            &["firewall", "start", &meta],
+        );
     }
     add("unknown flag", &["--bogus", "firewall", "start", &gw]);
-    add("unknown flag after command", &["firewall", "start", "--bogus", &gw]);
-    add("bad --lan", &["--lan", "sideways", "firewall", "start", &gw]);
+    add(
+        "unknown flag after command",
+        &["firewall", "start", "--bogus", &gw],
+    );
+    add(
+        "bad --lan",
+        &["--lan", "sideways", "firewall", "start", &gw],
+    );
     add("--lan without value", &["--lan"]);
-    add("bad --resolver", &["--resolver", "resolver.example", "firewall", "start", &gw]);
+    add(
+        "bad --resolver",
+        &["--resolver", "resolver.example", "firewall", "start", &gw],
+    );
     add("unknown firewall command", &["firewall", "explode"]);
     add("unknown command", &["frobnicate"]);
     add("no command", &[]);
@@ -673,7 +845,10 @@ fn case10_bad_input() {
     let _ = std::fs::remove_file(&marker);
     case.check(!pwned, "no shell ran the metacharacters");
     case.seen(format!("problems: {problems:?}"));
-    case.check(problems.is_empty(), format!("{} problems: {problems:?}", problems.len()));
+    case.check(
+        problems.is_empty(),
+        format!("{} problems: {problems:?}", problems.len()),
+    );
     case.pass();
 }
 
@@ -685,13 +860,26 @@ fn case11_isup() {
         "0 when up; non-zero when down, after the table is deleted or the output chain flushed out of band, and (--compat) after the default route moved",
     );
     let b = bin();
-    let t = Topology::builder().second_uplink(true).build().expect("topology");
+    let t = Topology::builder()
+        .second_uplink(true)
+        .build()
+        .expect("topology");
     let c = t.client();
     let step = |case: &mut Case, label: &str, flags: &[&str], up: bool| {
         let code = b.isup(c, flags).expect("isup");
         case.seen(format!("{label}: isup exit {code:?}"));
-        let ok = if up { code == Some(0) } else { code.is_some_and(|x| x != 0) };
-        case.check(ok, format!("{label}: isup exit {code:?}, expected {}", if up { "0" } else { "non-zero" }));
+        let ok = if up {
+            code == Some(0)
+        } else {
+            code.is_some_and(|x| x != 0)
+        };
+        case.check(
+            ok,
+            format!(
+                "{label}: isup exit {code:?}, expected {}",
+                if up { "0" } else { "non-zero" }
+            ),
+        );
     };
     step(&mut case, "never started", &[], false);
     start(&b, c, &[], &gw());
@@ -713,7 +901,12 @@ fn case11_isup() {
     start(&b, c, &["--compat"], &gw());
     step(&mut case, "--compat started", &["--compat"], true);
     t.move_default_route_to_second_uplink().expect("move");
-    step(&mut case, "--compat, default route moved to eth1", &["--compat"], false);
+    step(
+        &mut case,
+        "--compat, default route moved to eth1",
+        &["--compat"],
+        false,
+    );
     b.stop(c).expect("stop");
     case.pass();
 }
@@ -725,7 +918,12 @@ fn router_nd(t: &Topology, tap: &Tap) -> (usize, usize, String) {
         .ip(&["-6", "neigh", "flush", "dev", "lan0"])
         .expect("flush");
     tap.clear();
-    let _ = udp_send(t.router(), sa(CLIENT_LAN_V6, 9), b"nd", &SendOpts::default());
+    let _ = udp_send(
+        t.router(),
+        sa(CLIENT_LAN_V6, 9),
+        b"nd",
+        &SendOpts::default(),
+    );
     let na = tap.wait_for(1, WAIT, |p| {
         p.inbound && p.proto == proto::ICMPV6 && p.icmp_type == Some(136)
     });
@@ -751,8 +949,14 @@ fn case12_lan_off() {
     let dhcp = UdpListener::start(t.router(), sa(Ipv4Addr::UNSPECIFIED, 67)).expect("udp");
     let tap = Tap::start(t.router(), "lan0").expect("tap");
     let nd = router_nd(&t, &tap);
-    case.seen(format!("baseline ND without firewall: NS={} NA={} entry: {}", nd.0, nd.1, nd.2));
-    case.check(nd.1 >= 1, "baseline: the client answers neighbour solicitations");
+    case.seen(format!(
+        "baseline ND without firewall: NS={} NA={} entry: {}",
+        nd.0, nd.1, nd.2
+    ));
+    case.check(
+        nd.1 >= 1,
+        "baseline: the client answers neighbour solicitations",
+    );
     start(&b, t.client(), &["--lan", "off"], &gw());
     let o = SendOpts::default();
     probe(t.client(), &lan, None, &o, false).check(&mut case, "LAN 192.168.1.1", false);
@@ -764,8 +968,18 @@ fn case12_lan_off() {
         bind_addr: Some(sa(Ipv4Addr::UNSPECIFIED, 68)),
         ..Default::default()
     };
-    udp_send(t.client(), sa(Ipv4Addr::BROADCAST, 67), b"dhcpdiscover", &d4).expect("send");
-    case.expect_count("DHCPv4 discover at the router's port 67", dhcp.wait_for(1, WAIT), 1);
+    udp_send(
+        t.client(),
+        sa(Ipv4Addr::BROADCAST, 67),
+        b"dhcpdiscover",
+        &d4,
+    )
+    .expect("send");
+    case.expect_count(
+        "DHCPv4 discover at the router's port 67",
+        dhcp.wait_for(1, WAIT),
+        1,
+    );
     let d6 = SendOpts {
         multicast_if: Some("eth0".into()),
         bind_addr: Some(sa(Ipv6Addr::UNSPECIFIED, 546)),
@@ -773,7 +987,9 @@ fn case12_lan_off() {
     };
     let all_dhcp: IpAddr = "ff02::1:2".parse().expect("ip");
     udp_send(t.client(), sa(all_dhcp, 547), b"dhcpv6solicit", &d6).expect("send");
-    let n = tap.wait_for(1, WAIT, |p| p.inbound && p.dst == all_dhcp && p.dport == Some(547));
+    let n = tap.wait_for(1, WAIT, |p| {
+        p.inbound && p.dst == all_dhcp && p.dport == Some(547)
+    });
     case.expect_count("DHCPv6 solicit on the LAN wire", n, 1);
 
     // Router-initiated neighbour discovery: the client must answer with an advertisement.
@@ -783,9 +999,18 @@ fn case12_lan_off() {
         nd.0, nd.1, nd.2
     ));
     case.check(nd.0 >= 1, "the router sent a neighbour solicitation");
-    case.check(nd.1 >= 1, "the client answered with a neighbour advertisement");
-    case.check(nd.2.contains("lladdr"), "the router resolved the client's address");
-    let arp = t.client().ip(&["neigh", "show", "192.168.1.1"]).expect("neigh");
+    case.check(
+        nd.1 >= 1,
+        "the client answered with a neighbour advertisement",
+    );
+    case.check(
+        nd.2.contains("lladdr"),
+        "the router resolved the client's address",
+    );
+    let arp = t
+        .client()
+        .ip(&["neigh", "show", "192.168.1.1"])
+        .expect("neigh");
     case.seen(format!("client's ARP entry for the router: {}", arp.trim()));
     case.pass();
 }
@@ -813,7 +1038,9 @@ fn case13_compat_leaks_documented() {
         let e = icmp_echo(c, host6.ip, &d).expect("echo");
         std::thread::sleep(SETTLE);
         let n = host6.echo.count();
-        case.seen(format!("{label}: ICMPv6 echo to 2001:db8:1::10 arrivals={n} ({e:?})"));
+        case.seen(format!(
+            "{label}: ICMPv6 echo to 2001:db8:1::10 arrivals={n} ({e:?})"
+        ));
         n
     };
     let bound = |case: &mut Case, label: &str| -> usize {
@@ -831,9 +1058,16 @@ fn case13_compat_leaks_documented() {
     host.udp.clear();
     udp_send(c, sa(host.ip, UDP_PORT), b"eth0", &SendOpts::device("eth0")).expect("send");
     std::thread::sleep(SETTLE);
-    case.expect_count("--compat: udp bound to eth0 (the default device) arrivals", host.udp.count(), 0);
+    case.expect_count(
+        "--compat: udp bound to eth0 (the default device) arrivals",
+        host.udp.count(),
+        0,
+    );
     case.check(leak_icmp6 >= 1, "--compat reproduces the ICMPv6 leak");
-    case.check(leak_bound >= 1, "--compat reproduces the second-uplink leak");
+    case.check(
+        leak_bound >= 1,
+        "--compat reproduces the second-uplink leak",
+    );
 
     start(&b, c, &[], &gw());
     let n = echo6(&mut case, "default");
@@ -845,15 +1079,33 @@ fn case13_compat_leaks_documented() {
     start(&b, c, &["--compat"], &gw());
     t.move_default_route_to_second_uplink().expect("move");
     let s = probe(c, &host, None, &d, true);
-    case.seen(format!("--compat, default route moved: udp={} tcp={} icmp={}", s.udp, s.tcp, s.icmp));
-    case.check(s.udp + s.tcp >= 1, "--compat reproduces the moved-default-route leak");
+    case.seen(format!(
+        "--compat, default route moved: udp={} tcp={} icmp={}",
+        s.udp, s.tcp, s.icmp
+    ));
+    case.check(
+        s.udp + s.tcp >= 1,
+        "--compat reproduces the moved-default-route leak",
+    );
     b.stop(c).expect("stop");
     t.client()
-        .ip(&["route", "replace", "default", "via", "192.168.1.1", "dev", "eth0"])
+        .ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            "192.168.1.1",
+            "dev",
+            "eth0",
+        ])
         .expect("route back");
     start(&b, c, &[], &gw());
     t.move_default_route_to_second_uplink().expect("move");
-    probe(c, &host, None, &d, false).check(&mut case, "default profile, default route moved", false);
+    probe(c, &host, None, &d, false).check(
+        &mut case,
+        "default profile, default route moved",
+        false,
+    );
     case.pass();
 }
 
@@ -876,19 +1128,34 @@ fn case14_no_process_started() {
         ("stop when stopped", vec!["firewall", "stop"]),
     ];
     for (label, args) in runs {
-        let trace = dir.join(format!("bmr-{}-strace-{}.txt", std::process::id(), label.replace(' ', "_")));
+        let trace = dir.join(format!(
+            "bmr-{}-strace-{}.txt",
+            std::process::id(),
+            label.replace(' ', "_")
+        ));
         let trace_s = trace.to_string_lossy().into_owned();
         let cmd = b
-            .command_wrapped(t.client(), &["strace", "-f", "-qq", "-e", "trace=execve", "-o", &trace_s], &args)
+            .command_wrapped(
+                t.client(),
+                &["strace", "-f", "-qq", "-e", "trace=execve", "-o", &trace_s],
+                &args,
+            )
             .expect("command");
         let out = netns_tests::cmd::run(cmd, None, Duration::from_secs(60)).expect("strace");
         let text = std::fs::read_to_string(&trace).unwrap_or_default();
         let _ = std::fs::remove_file(&trace);
         let execs: Vec<&str> = text.lines().filter(|l| l.contains("execve(")).collect();
-        case.seen(format!("{label}: exit {:?}, execve calls {}", out.code, execs.len()));
+        case.seen(format!(
+            "{label}: exit {:?}, execve calls {}",
+            out.code,
+            execs.len()
+        ));
         case.check(
             !text.is_empty(),
-            format!("{label}: strace produced a trace (stderr: {})", out.stderr.trim()),
+            format!(
+                "{label}: strace produced a trace (stderr: {})",
+                out.stderr.trim()
+            ),
         );
         let own = execs
             .iter()
@@ -898,7 +1165,10 @@ fn case14_no_process_started() {
             format!("{label}: exactly one execve (the binary's own), got {execs:?}"),
         );
         if label != "isup" {
-            case.check(out.success(), format!("{label}: exit 0, got {:?} {}", out.code, out.stderr.trim()));
+            case.check(
+                out.success(),
+                format!("{label}: exit 0, got {:?} {}", out.code, out.stderr.trim()),
+            );
         }
     }
     case.pass();

@@ -80,14 +80,60 @@ fn make_pki(t: &TempDir) {
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     .expect("write ext");
-    openssl(d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-        "-out", "ca.crt", "-days", "2", "-subj", "/CN=bmr e2e CA"]);
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=bmr e2e CA",
+        ],
+    );
     for who in ["server", "client"] {
-        openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{who}.key"),
-            "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")]);
-        openssl(d, &["x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.crt",
-            "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{who}.crt"),
-            "-days", "2", "-extfile", &format!("{who}.ext")]);
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                &format!("/CN={who}"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{who}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.ext"),
+            ],
+        );
     }
     // The Go client passes one PEM with certificate and key as both --cert and --key.
     let pem = [
@@ -102,35 +148,97 @@ fn make_pki(t: &TempDir) {
 
 fn start_server(inet: &Netns, t: &TempDir) -> Running {
     let args = [
-        "--dev", "tun", "--topology", "subnet", "--server", "10.42.0.0", "255.255.255.0",
-        "--local", "198.51.100.1", "--port", "1194", "--proto", "udp4",
-        "--ca", &t.path("ca.crt"), "--cert", &t.path("server.crt"), "--key", &t.path("server.key"),
-        "--dh", "none", "--data-ciphers", "AES-256-GCM", "--auth", "SHA512",
-        "--keepalive", "10", "30", "--push", "redirect-gateway def1",
-        "--push", "dhcp-option DNS 10.42.0.1", "--verb", "3",
-        "--log", &t.path("server.log"),
+        "--dev",
+        "tun",
+        "--topology",
+        "subnet",
+        "--server",
+        "10.42.0.0",
+        "255.255.255.0",
+        "--local",
+        "198.51.100.1",
+        "--port",
+        "1194",
+        "--proto",
+        "udp4",
+        "--ca",
+        &t.path("ca.crt"),
+        "--cert",
+        &t.path("server.crt"),
+        "--key",
+        &t.path("server.key"),
+        "--dh",
+        "none",
+        "--data-ciphers",
+        "AES-256-GCM",
+        "--auth",
+        "SHA512",
+        "--keepalive",
+        "10",
+        "30",
+        "--push",
+        "redirect-gateway def1",
+        "--push",
+        "dhcp-option DNS 10.42.0.1",
+        "--verb",
+        "3",
+        "--log",
+        &t.path("server.log"),
     ];
-    inet.spawn_command(OPENVPN, &args).expect("start openvpn server")
+    inet.spawn_command(OPENVPN, &args)
+        .expect("start openvpn server")
 }
 
 /// What today's Go client passes after `openvpn start` (pkg/vpn/openvpn.go with the
 /// provider's options as menshen hands them over).
 fn client_args(t: &TempDir) -> Vec<String> {
     let mut a: Vec<String> = [
-        "openvpn", "start", OPENVPN,
-        "--dev", "tun", "--nobind", "--tls-version-min", "1.2",
-        "--auth", "SHA512", "--data-ciphers", "AES-256-GCM",
-        "--tls-cipher", "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384:TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
-        "--keepalive", "10", "30", "--float", "--persist-key", "--key-direction", "1",
-        "--rcvbuf", "0", "--sndbuf", "0", "--tun-ipv6",
-        "--remote", "198.51.100.1", "1194", "udp4",
-        "--verb", "3", "--management-client", "--management", "127.0.0.1", "6061",
+        "openvpn",
+        "start",
+        OPENVPN,
+        "--dev",
+        "tun",
+        "--nobind",
+        "--tls-version-min",
+        "1.2",
+        "--auth",
+        "SHA512",
+        "--data-ciphers",
+        "AES-256-GCM",
+        "--tls-cipher",
+        "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384:TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
+        "--keepalive",
+        "10",
+        "30",
+        "--float",
+        "--persist-key",
+        "--key-direction",
+        "1",
+        "--rcvbuf",
+        "0",
+        "--sndbuf",
+        "0",
+        "--tun-ipv6",
+        "--remote",
+        "198.51.100.1",
+        "1194",
+        "udp4",
+        "--verb",
+        "3",
+        "--management-client",
+        "--management",
+        "127.0.0.1",
+        "6061",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     a.push(t.path("mgmt-pass"));
-    for (f, p) in [("--ca", "ca.crt"), ("--cert", "openvpn.pem"), ("--key", "openvpn.pem")] {
+    for (f, p) in [
+        ("--ca", "ca.crt"),
+        ("--cert", "openvpn.pem"),
+        ("--key", "openvpn.pem"),
+    ] {
         a.push(f.into());
         a.push(t.path(p));
     }
@@ -186,7 +294,8 @@ impl Management {
                 }
             })
             .expect("spawn management");
-        rx.recv_timeout(Duration::from_secs(5)).expect("management bound");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("management bound");
         Management {
             stop,
             thread: Some(thread),
@@ -255,20 +364,26 @@ fn logs(t: &TempDir) -> String {
 fn proc_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
-            let state = s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next());
+            let state = s
+                .rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         })
         .unwrap_or(false)
 }
 
 fn tunnel_up(client: &Netns, t: &TempDir) {
-    let up = wait_until("tun0 with 10.42.0.2 and the VPN routes", Duration::from_secs(45), || {
-        has_addr(client, "tun0", "10.42.0.2/")
-            && client
-                .ip(&["-4", "route", "show", "0.0.0.0/1"])
-                .map(|o| o.contains("tun0"))
-                .unwrap_or(false)
-    });
+    let up = wait_until(
+        "tun0 with 10.42.0.2 and the VPN routes",
+        Duration::from_secs(45),
+        || {
+            has_addr(client, "tun0", "10.42.0.2/")
+                && client
+                    .ip(&["-4", "route", "show", "0.0.0.0/1"])
+                    .map(|o| o.contains("tun0"))
+                    .unwrap_or(false)
+        },
+    );
     assert!(up, "tunnel did not come up\n{}", logs(t));
 }
 
@@ -290,7 +405,11 @@ fn openvpn_start_stop_with_real_tunnel_and_kill_switch() {
 
     let _server = start_server(inet, &t);
     assert!(
-        wait_until("server tun", Duration::from_secs(20), || has_addr(inet, "tun0", "10.42.0.1/")),
+        wait_until("server tun", Duration::from_secs(20), || has_addr(
+            inet,
+            "tun0",
+            "10.42.0.1/"
+        )),
         "server did not come up\n{}",
         logs(&t)
     );
@@ -309,36 +428,73 @@ fn openvpn_start_stop_with_real_tunnel_and_kill_switch() {
 
     // The pid file names the running openvpn (bitmask-root exec'd it: same pid).
     let pidfile = std::fs::read_to_string(t.path("run/openvpn.pid")).expect("pid file");
-    let pid: u32 = pidfile.split_whitespace().next().and_then(|p| p.parse().ok()).expect("pid");
-    assert_eq!(pid, ovpn.pid(), "pid file {pidfile:?} names the process we started");
+    let pid: u32 = pidfile
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    assert_eq!(
+        pid,
+        ovpn.pid(),
+        "pid file {pidfile:?} names the process we started"
+    );
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
     assert_eq!(exe, Path::new(OPENVPN));
     let log_owner = std::os::unix::fs::MetadataExt::uid(
         &std::fs::symlink_metadata(t.path("client.log")).expect("client.log created"),
     );
-    assert_eq!(log_owner, 0, "log created for the invoking user (root here)");
+    assert_eq!(
+        log_owner, 0,
+        "log created for the invoking user (root here)"
+    );
 
     // 1. The internet host is reached, through the tunnel (source is the tunnel address).
     let opts = SendOpts::default();
     udp_send(client, sa(INTERNET_HOST_V4, 9999), b"via-vpn", &opts).expect("send");
-    assert_eq!(udp.wait_for(1, Duration::from_secs(3)), 1, "not reached\n{}", logs(&t));
+    assert_eq!(
+        udp.wait_for(1, Duration::from_secs(3)),
+        1,
+        "not reached\n{}",
+        logs(&t)
+    );
     for d in udp.datagrams() {
-        assert_eq!(d.from.ip(), IpAddr::V4(TUN_CLIENT), "arrived outside the tunnel");
+        assert_eq!(
+            d.from.ip(),
+            IpAddr::V4(TUN_CLIENT),
+            "arrived outside the tunnel"
+        );
     }
     let c = tcp_connect(client, sa(INTERNET_HOST_V4, 8080), b"hello", &opts).expect("tcp");
     assert_eq!(c, ConnectOutcome::Connected);
     assert!(tcp.wait_for(1, Duration::from_secs(3)) >= 1);
     for a in tcp.accepted() {
-        assert_eq!(a.from.ip(), IpAddr::V4(TUN_CLIENT), "TCP outside the tunnel");
+        assert_eq!(
+            a.from.ip(),
+            IpAddr::V4(TUN_CLIENT),
+            "TCP outside the tunnel"
+        );
     }
     // ... and only through it: forcing the physical interface gets nothing out.
     udp.clear();
-    let _ = udp_send(client, sa(INTERNET_HOST_V4, 9999), b"clear", &SendOpts::device("eth0"));
+    let _ = udp_send(
+        client,
+        sa(INTERNET_HOST_V4, 9999),
+        b"clear",
+        &SendOpts::device("eth0"),
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(udp.count(), 0, "a datagram reached the internet outside the tunnel");
+    assert_eq!(
+        udp.count(),
+        0,
+        "a datagram reached the internet outside the tunnel"
+    );
 
     // 2. DNS to any address is answered by the VPN resolver.
-    for server in [IpAddr::V4(OTHER_RESOLVER_V4), IpAddr::V4(VPN_RESOLVER), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53))] {
+    for server in [
+        IpAddr::V4(OTHER_RESOLVER_V4),
+        IpAddr::V4(VPN_RESOLVER),
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53)),
+    ] {
         for tr in [Transport::Udp, Transport::Tcp] {
             let out = dns_query(client, sa(server, 53), tr, &opts).expect("dns");
             assert_eq!(
@@ -354,26 +510,44 @@ fn openvpn_start_stop_with_real_tunnel_and_kill_switch() {
     // 3. openvpn dies: nothing reaches the internet in clear, the firewall stays up.
     ovpn.kill();
     let _ = ovpn.finish(Duration::from_secs(5));
-    assert!(wait_until("tun0 gone", Duration::from_secs(10), || !has_addr(client, "tun0", "10.42.0.2/")));
+    assert!(wait_until("tun0 gone", Duration::from_secs(10), || {
+        !has_addr(client, "tun0", "10.42.0.2/")
+    }));
     udp.clear();
     let tcp_before = tcp.count();
     let _ = udp_send(client, sa(INTERNET_HOST_V4, 9999), b"leak?", &opts);
-    let _ = udp_send(client, sa(INTERNET_HOST_V4, 9999), b"leak?", &SendOpts::device("eth0"));
+    let _ = udp_send(
+        client,
+        sa(INTERNET_HOST_V4, 9999),
+        b"leak?",
+        &SendOpts::device("eth0"),
+    );
     let c = tcp_connect(client, sa(INTERNET_HOST_V4, 8080), b"leak?", &opts).expect("tcp");
     assert_ne!(c, ConnectOutcome::Connected, "TCP connected in clear");
     let q = dns_query(client, sa(OTHER_RESOLVER_V4, 53), Transport::Udp, &opts).expect("dns");
-    assert_eq!(q.answered_by(), None, "DNS answered without the tunnel: {q:?}");
+    assert_eq!(
+        q.answered_by(),
+        None,
+        "DNS answered without the tunnel: {q:?}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(udp.count(), 0, "UDP leaked in clear");
     assert_eq!(tcp.count(), tcp_before, "TCP leaked in clear");
     assert_eq!(other_dns.count(), 0, "DNS leaked in clear");
-    assert_eq!(bin.isup(client, &[]).expect("isup"), Some(0), "firewall went down");
+    assert_eq!(
+        bin.isup(client, &[]).expect("isup"),
+        Some(0),
+        "firewall went down"
+    );
 
     // 4. Start again; `openvpn stop` stops exactly that openvpn and leaves a decoy alone.
     let ovpn2 = Running::spawn(bitmask_cmd(&bin, client, &t, &args)).expect("openvpn start");
     tunnel_up(client, &t);
     let decoy = client
-        .spawn_command("/bin/sh", &["-c", "sleep 60", "openvpn", "--setenv", "LEAPOPENVPN", "1"])
+        .spawn_command(
+            "/bin/sh",
+            &["-c", "sleep 60", "openvpn", "--setenv", "LEAPOPENVPN", "1"],
+        )
         .expect("decoy");
     let stop = bitmask_cmd(&bin, client, &t, &["openvpn".into(), "stop".into()]);
     let out = netns_tests::cmd::run(stop, None, Duration::from_secs(20)).expect("stop");
@@ -386,7 +560,10 @@ fn openvpn_start_stop_with_real_tunnel_and_kill_switch() {
     let done = ovpn2.finish(Duration::from_secs(5)).expect("collect");
     assert!(!done.timed_out);
     assert!(proc_alive(decoy.pid()), "the decoy was killed");
-    assert!(!Path::new(&t.path("run/openvpn.pid")).exists(), "pid file left behind");
+    assert!(
+        !Path::new(&t.path("run/openvpn.pid")).exists(),
+        "pid file left behind"
+    );
     // Stopping again: nothing to stop, still exit 0.
     let stop = bitmask_cmd(&bin, client, &t, &["openvpn".into(), "stop".into()]);
     let out = netns_tests::cmd::run(stop, None, Duration::from_secs(20)).expect("stop");
@@ -407,9 +584,27 @@ fn openvpn_start_refuses_bad_arguments_with_exit_2() {
     let topo = Topology::builder().build().expect("topology");
     for bad in [
         &["--remote", "127.1", "1194", "udp"][..],
-        &["--remote", "198.51.100.1", "1194", "udp", "--ca", "/etc/shadow", "--config", "/x"],
+        &[
+            "--remote",
+            "198.51.100.1",
+            "1194",
+            "udp",
+            "--ca",
+            "/etc/shadow",
+            "--config",
+            "/x",
+        ],
         &["--remote", "198.51.100.1", "1194", "udp", "--up", "/bin/sh"],
-        &["--remote", "198.51.100.1", "1194", "udp", "--management", "0.0.0.0", "6061", "/etc/hostname"],
+        &[
+            "--remote",
+            "198.51.100.1",
+            "1194",
+            "udp",
+            "--management",
+            "0.0.0.0",
+            "6061",
+            "/etc/hostname",
+        ],
         &["/tmp/openvpn", "--remote", "198.51.100.1", "1194", "udp"],
     ] {
         let mut args = vec!["openvpn".to_string(), "start".to_string()];

@@ -38,7 +38,12 @@ pub fn run() -> Result<(), String> {
         .env("RUSTC_BOOTSTRAP", "1")
         .args(["fuzz", "run", "validate", "--jobs", "1"])
         .arg(&corpus)
-        .args(["--", &format!("-max_total_time={seconds}"), "-dict=validate.dict", "-timeout=10"])
+        .args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-dict=validate.dict",
+            "-timeout=10",
+        ])
         .status()
         .map_err(|e| format!("running cargo fuzz: {e}"))?;
     if status.success() {

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's tasks. `cargo xtask help` lists them.
 
+mod demo;
 mod deps;
 
 use std::path::{Path, PathBuf};
@@ -70,10 +71,18 @@ fn test() -> Result<(), String> {
     Ok(())
 }
 
+fn demo() -> Result<(), String> {
+    deps::ensure(&[deps::BUILD, &["iproute2", "nftables"]])?;
+    need_root("demo")?;
+    let bin = build_binary()?;
+    demo::run(&bin)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("demo") => demo(),
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");
             Ok(())

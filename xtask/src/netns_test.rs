@@ -59,13 +59,21 @@ pub fn run(bin: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
     let jsonl = target.join("leak-matrix.jsonl");
     let _ = std::fs::remove_file(&jsonl);
+    // Test a snapshot, so that a concurrent `cargo build` replacing the binary cannot make
+    // cases fail half-way.
+    let snap_dir = target.join("leak-matrix-bin");
+    std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+    let snap = snap_dir.join("bitmask-root");
+    let _ = std::fs::remove_file(&snap);
+    std::fs::copy(bin, &snap)
+        .map_err(|e| format!("copying {} to {}: {e}", bin.display(), snap.display()))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
     let status = Command::new(&cargo)
         .current_dir(&root)
         .args(["test", "-p", "netns-tests", "--test", "leak_matrix"])
         .args(["--", "--test-threads=2"])
-        .env("BITMASK_ROOT_BIN", bin)
+        .env("BITMASK_ROOT_BIN", &snap)
         .env("LEAK_REPORT_JSONL", &jsonl)
         .status()
         .map_err(|e| format!("could not run {cargo} test: {e}"))?;

@@ -135,7 +135,9 @@ pub fn parse_answer(id: u16, msg: &[u8]) -> Option<IpAddr> {
     let rdlen = usize::from(u16::from_be_bytes([rr[8], rr[9]]));
     let data = msg.get(off + 10..off + 10 + rdlen)?;
     match data.len() {
-        4 => Some(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3]))),
+        4 => Some(IpAddr::V4(Ipv4Addr::new(
+            data[0], data[1], data[2], data[3],
+        ))),
         16 => {
             let o: [u8; 16] = data.try_into().ok()?;
             Some(IpAddr::V6(Ipv6Addr::from(o)))
@@ -265,7 +267,8 @@ pub fn dns_query(
 }
 
 fn query_here(server: SocketAddr, transport: Transport, opts: &SendOpts) -> Result<DnsOutcome> {
-    let id = (std::process::id() as u16).wrapping_mul(7919) ^ NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id =
+        (std::process::id() as u16).wrapping_mul(7919) ^ NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let q = build_query(id);
     match transport {
         Transport::Udp => {

@@ -17,7 +17,8 @@ static NEXT_ID: AtomicU16 = AtomicU16::new(1);
 
 fn next_id() -> u16 {
     let pid = std::process::id() as u16;
-    pid.wrapping_mul(31).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    pid.wrapping_mul(31)
+        .wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
 /// What an echo request saw from the sender's side.
@@ -70,7 +71,10 @@ fn echo_request(v6: bool, id: u16) -> Vec<u8> {
 
 /// Strips the IPv4 header from what a raw IPv4 socket returned; IPv6 raw sockets return
 /// the ICMPv6 message alone.
-fn icmp_part(v6: bool, pkt: &[u8]) -> Option<(&[u8], Option<(Ipv4Addr, Ipv4Addr)>)> {
+/// An ICMP message and, for IPv4, the (source, destination) of its IP header.
+type IcmpPart<'a> = (&'a [u8], Option<(Ipv4Addr, Ipv4Addr)>);
+
+fn icmp_part(v6: bool, pkt: &[u8]) -> Option<IcmpPart<'_>> {
     if v6 {
         return Some((pkt, None));
     }
@@ -143,7 +147,11 @@ fn echo_here(dst: IpAddr, opts: &SendOpts) -> Result<EchoOutcome> {
         }
         let (ty, code) = (icmp[0], icmp[1]);
         let reply = if v6 { 129 } else { 0 };
-        let is_err = if v6 { ty < 128 } else { matches!(ty, 3 | 11 | 12) };
+        let is_err = if v6 {
+            ty < 128
+        } else {
+            matches!(ty, 3 | 11 | 12)
+        };
         if ty == reply && u16::from_be_bytes([icmp[4], icmp[5]]) == id {
             return Ok(EchoOutcome::Reply);
         }

@@ -151,12 +151,7 @@ impl<T: Clone + Send + 'static> Recorder<T> {
 
     /// Waits until at least `n` matching items were recorded or `timeout` passed; returns
     /// the matching count.
-    pub(crate) fn wait_for(
-        &self,
-        n: usize,
-        timeout: Duration,
-        pred: impl Fn(&T) -> bool,
-    ) -> usize {
+    pub(crate) fn wait_for(&self, n: usize, timeout: Duration, pred: impl Fn(&T) -> bool) -> usize {
         let start = Instant::now();
         loop {
             let c = self.count_where(&pred);

@@ -152,7 +152,7 @@ impl Tap {
                             if f.protocol != 0x0800 && f.protocol != 0x86dd {
                                 continue;
                             }
-                            let inbound = f.pkttype != libc::PACKET_OUTGOING as u8;
+                            let inbound = f.pkttype != libc::PACKET_OUTGOING;
                             if let Some(p) = parse(inbound, &buf[..f.len.min(buf.len())]) {
                                 push(items, p);
                             }

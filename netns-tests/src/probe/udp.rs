@@ -50,15 +50,13 @@ impl UdpListener {
             move || -> Result<UdpSocket> {
                 let bind = match (&join, addr) {
                     (Some(_), SocketAddr::V4(_)) => SocketAddr::from(([0, 0, 0, 0], addr.port())),
-                    (Some(_), SocketAddr::V6(_)) => {
-                        SocketAddr::from(([0u16; 8], addr.port()))
-                    }
+                    (Some(_), SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], addr.port())),
                     (None, a) => a,
                 };
                 let s = UdpSocket::bind(bind).context(|| format!("udp bind {bind}"))?;
                 if let Some(ifname) = &join {
-                    let idx = crate::sys::if_index(ifname)
-                        .context(|| format!("ifindex of {ifname}"))?;
+                    let idx =
+                        crate::sys::if_index(ifname).context(|| format!("ifindex of {ifname}"))?;
                     match addr.ip() {
                         std::net::IpAddr::V4(g) => {
                             let sock = socket2::SockRef::from(&s);
@@ -214,8 +212,7 @@ impl UdpStream {
         let s2 = stop.clone();
         let payload = payload.to_vec();
         let opts = opts.clone();
-        let thread =
-            ns.spawn(move || send_loop(to, &payload, max, interval, &opts, Some(&s2)))?;
+        let thread = ns.spawn(move || send_loop(to, &payload, max, interval, &opts, Some(&s2)))?;
         Ok(UdpStream {
             stop,
             thread: Some(thread),

@@ -83,8 +83,14 @@ impl Seen {
         ));
         let want = |n: usize| if arrive { n >= 1 } else { n == 0 };
         let word = if arrive { "arrive" } else { "be blocked" };
-        case.check(want(self.udp), format!("{label}: udp should {word} ({} arrived)", self.udp));
-        case.check(want(self.tcp), format!("{label}: tcp should {word} ({} arrived)", self.tcp));
+        case.check(
+            want(self.udp),
+            format!("{label}: udp should {word} ({} arrived)", self.udp),
+        );
+        case.check(
+            want(self.tcp),
+            format!("{label}: tcp should {word} ({} arrived)", self.tcp),
+        );
         case.check(
             want(self.icmp),
             format!("{label}: icmp echo should {word} ({} arrived)", self.icmp),
@@ -95,7 +101,13 @@ impl Seen {
 /// Sends one udp datagram, one tcp connect and one echo request from `client` to `host`
 /// (with `opts`), and counts what arrived at the host. Waits up to [`WAIT`] for arrivals
 /// when `arrive` is expected, and [`SETTLE`] otherwise.
-pub fn probe(client: &Netns, host: &Host, src: Option<IpAddr>, opts: &SendOpts, arrive: bool) -> Seen {
+pub fn probe(
+    client: &Netns,
+    host: &Host,
+    src: Option<IpAddr>,
+    opts: &SendOpts,
+    arrive: bool,
+) -> Seen {
     host.udp.clear();
     host.tcp.clear();
     host.echo.clear();

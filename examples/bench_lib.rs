@@ -1,0 +1,330 @@
+//! The in-process half of `cargo xtask bench` (see `xtask/src/bench.rs`): a small server,
+//! built in release mode, that times what runs without starting a process: the library calls
+//! an embedding VPN client makes, the kernel's floor (an nftnl batch that only adds and deletes
+//! an empty table), and a bounded UDP flood for the packet-rate measurement.
+//!
+//! It is started by the bench *inside* the bench's throwaway network namespace, so it never
+//! enters a namespace itself: every socket it opens is in the namespace it was born in. It
+//! refuses to run unless `BITMASK_ROOT_REQUIRE_NETNS` names another namespace than its own
+//! (the bench's root one) and its namespace is not PID 1's, and checks that again before every
+//! change.
+//!
+//! Protocol: one command per line on stdin, one answer per line on stdout, `ok key=value ...`
+//! or `err message`. Times are in nanoseconds, measured around the call alone.
+//!
+//! ```text
+//! load ID PATH            read gateways (one per line) as policy ID; answers bytes= messages=
+//! render ID PATH          write the nft text the library renders for ID (to compare with --dry-run)
+//! start ID                time firewall::start (discovery, plan, one transaction, read back)
+//! stop | status           time firewall::stop / firewall::status
+//! floor ID                time a batch of add+delete empty-table pairs as large as ID's batch
+//! floor0                  time the smallest batch: add and delete one empty table
+//! hookfloor               time replacing an empty table holding our three base chains
+//! hookfloor-setup         create that table (untimed)
+//! reset                   delete every table the bench creates (untimed)
+//! flood ADDR PORT COUNT MAXMS   send COUNT UDP datagrams (at most MAXMS ms): ns= sent= errors=
+//! rss                     this process's peak RSS in KiB
+//! quit
+//! ```
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use bitmask_root::discovery::{self, Network};
+use bitmask_root::engine::{self, REQUIRE_NETNS_ENV};
+use bitmask_root::firewall;
+use bitmask_root::policy::{self, Policy};
+use bitmask_root::transport::{self, Encoded};
+use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
+
+/// The table the floor batches add and delete.
+const FLOOR_TABLE: &std::ffi::CStr = c"bmr_floor";
+
+/// The state of the server: policies loaded, their floor batches, the network and runtime.
+struct Server {
+    rt: tokio::runtime::Runtime,
+    net: Network,
+    policies: HashMap<String, Policy>,
+    floors: HashMap<String, Encoded>,
+}
+
+fn main() {
+    if let Err(e) = check_namespace() {
+        eprintln!("bench_lib: {e}");
+        std::process::exit(3);
+    }
+    let code = match serve() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bench_lib: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Refuses to go on unless this process runs in a namespace other than the protected one
+/// (named by [`REQUIRE_NETNS_ENV`]) and PID 1's.
+fn check_namespace() -> Result<(), String> {
+    let protected: u64 = std::env::var(REQUIRE_NETNS_ENV)
+        .map_err(|_| format!("{REQUIRE_NETNS_ENV} is not set; run me through cargo xtask bench"))?
+        .trim()
+        .parse()
+        .map_err(|_| format!("{REQUIRE_NETNS_ENV} is not an inode number"))?;
+    let ours = ino("/proc/thread-self/ns/net")?;
+    let init = ino("/proc/1/ns/net").ok();
+    if ours == protected || Some(ours) == init {
+        return Err("refusing to run in the machine's own network namespace".into());
+    }
+    engine::guard_namespace().map_err(|e| e.to_string())
+}
+
+fn ino(path: &str) -> Result<u64, String> {
+    std::fs::metadata(path).map(|m| m.ino()).map_err(|e| format!("stat {path}: {e}"))
+}
+
+/// Reads commands until `quit` or end of input.
+fn serve() -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let net = rt.block_on(discovery::discover()).map_err(|e| format!("discovery: {e}"))?;
+    let mut server = Server { rt, net, policies: HashMap::new(), floors: HashMap::new() };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"quit") {
+            break;
+        }
+        let answer = match server.handle(&words) {
+            Ok(text) => format!("ok {text}"),
+            Err(e) => format!("err {}", e.replace('\n', " ")),
+        };
+        writeln!(out, "{answer}").and_then(|_| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Carries out one command.
+    fn handle(&mut self, words: &[&str]) -> Result<String, String> {
+        match words {
+            ["load", id, path] => self.load(id, path),
+            ["render", id, path] => self.render(id, path),
+            ["start", id] => self.start(id),
+            ["stop"] => self.stop(),
+            ["status"] => self.status(),
+            ["floor", id] => self.floor(id),
+            ["floor0"] => timed_commit(&floor_pairs(1)),
+            ["hookfloor-setup"] => untimed_commit(&hooked_table(false)),
+            ["hookfloor"] => timed_commit(&hooked_table(true)),
+            ["reset"] => untimed_commit(&reset_batch()?),
+            ["flood", addr, port, count, max_ms] => flood(addr, port, count, max_ms),
+            ["rss"] => Ok(format!("maxrss_kb={}", peak_rss_kb()?)),
+            other => Err(format!("unknown command {other:?}")),
+        }
+    }
+
+    fn policy(&self, id: &str) -> Result<&Policy, String> {
+        self.policies.get(id).ok_or_else(|| format!("no policy {id}"))
+    }
+
+    /// Loads a policy and prepares its size-matched floor batch.
+    fn load(&mut self, id: &str, path: &str) -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+        let mut b = Policy::builder();
+        for word in text.split_whitespace() {
+            b = b.gateway(policy::parse_gateway(word).map_err(|e| e.to_string())?);
+        }
+        let policy = b.build().map_err(|e| e.to_string())?;
+        let rs = firewall::plan(&policy, &self.net).map_err(|e| e.to_string())?;
+        let (comment, _) = engine::comment_of(&rs).map_err(|e| e.to_string())?;
+        let ours = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
+        let bytes = ours.bytes().len();
+        let messages = ours.batch.sequence_numbers().len();
+        let pair = floor_pairs(1).bytes().len() - floor_pairs(0).bytes().len();
+        let base = floor_pairs(0).bytes().len();
+        let pairs = bytes.saturating_sub(base).div_ceil(pair.max(1)).max(1);
+        let floor = floor_pairs(pairs);
+        let floor_bytes = floor.bytes().len();
+        self.floors.insert(id.to_string(), floor);
+        self.policies.insert(id.to_string(), policy);
+        Ok(format!("bytes={bytes} messages={messages} floor_bytes={floor_bytes} floor_pairs={pairs}"))
+    }
+
+    /// Writes the nft text the library renders for policy `id`.
+    fn render(&self, id: &str, path: &str) -> Result<String, String> {
+        let rs = firewall::plan(self.policy(id)?, &self.net).map_err(|e| e.to_string())?;
+        let text = engine::render(&rs).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("write {path}: {e}"))?;
+        Ok(String::new())
+    }
+
+    /// Times `firewall::start` (guard, discovery, plan, commit, read back).
+    fn start(&self, id: &str) -> Result<String, String> {
+        let policy = self.policy(id)?;
+        check_namespace()?;
+        let t = Instant::now();
+        let r = self.rt.block_on(firewall::start(policy));
+        let ns = t.elapsed().as_nanos();
+        r.map_err(|e| e.to_string())?;
+        Ok(format!("ns={ns}"))
+    }
+
+    /// Times `firewall::stop`.
+    fn stop(&self) -> Result<String, String> {
+        check_namespace()?;
+        let t = Instant::now();
+        let r = firewall::stop();
+        let ns = t.elapsed().as_nanos();
+        let was_up = r.map_err(|e| e.to_string())?;
+        Ok(format!("ns={ns} was_up={was_up}"))
+    }
+
+    /// Times `firewall::status`.
+    fn status(&self) -> Result<String, String> {
+        let t = Instant::now();
+        let r = self.rt.block_on(firewall::status());
+        let ns = t.elapsed().as_nanos();
+        let up = r.map_err(|e| e.to_string())?.is_up();
+        Ok(format!("ns={ns} up={up}"))
+    }
+
+    /// Times the size-matched floor batch of policy `id`.
+    fn floor(&self, id: &str) -> Result<String, String> {
+        let enc = self.floors.get(id).ok_or_else(|| format!("no floor for {id}"))?;
+        timed_commit(enc)
+    }
+}
+
+/// Commits `enc` after the namespace check and answers its time.
+fn timed_commit(enc: &Encoded) -> Result<String, String> {
+    check_namespace()?;
+    let t = Instant::now();
+    let r = transport::commit(enc);
+    let ns = t.elapsed().as_nanos();
+    r.map_err(|e| e.to_string())?;
+    Ok(format!("ns={ns}"))
+}
+
+fn untimed_commit(enc: &Encoded) -> Result<String, String> {
+    check_namespace()?;
+    transport::commit(enc).map_err(|e| e.to_string())?;
+    Ok(String::new())
+}
+
+/// A batch of `pairs` × (add table, delete table) on the empty floor table: a transaction
+/// that changes nothing, as large as asked.
+fn floor_pairs(pairs: usize) -> Encoded {
+    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    let mut labels = Vec::with_capacity(pairs * 2);
+    for _ in 0..pairs {
+        batch.add(&table, MsgType::Add);
+        batch.add(&table, MsgType::Del);
+        labels.push("floor add".to_string());
+        labels.push("floor delete".to_string());
+    }
+    Encoded { batch: batch.finalize(), labels }
+}
+
+/// The floor table with empty base chains on our three hooks (filter output, nat output, nat
+/// postrouting). With `replace`, the batch first deletes the existing one, as our replacement
+/// batch does, so the kernel unhooks and rehooks the chains.
+fn hooked_table(replace: bool) -> Encoded {
+    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    let mut labels = Vec::new();
+    if replace {
+        batch.add(&table, MsgType::Add);
+        batch.add(&table, MsgType::Del);
+        labels.push("hookfloor add".to_string());
+        labels.push("hookfloor delete".to_string());
+    }
+    batch.add(&table, MsgType::Add);
+    labels.push("hookfloor table".to_string());
+    let hooks = [
+        (c"output", Hook::Out, ChainType::Filter, 0),
+        (c"nat_output", Hook::Out, ChainType::Nat, -100),
+        (c"nat_postrouting", Hook::PostRouting, ChainType::Nat, 100),
+    ];
+    for (name, hook, kind, prio) in hooks {
+        let mut chain = Chain::new(name, &table);
+        chain.set_hook(hook, prio);
+        chain.set_type(kind);
+        chain.set_policy(nftnl::Policy::Accept);
+        batch.add(&chain, MsgType::Add);
+        labels.push(format!("hookfloor chain {}", name.to_string_lossy()));
+    }
+    Encoded { batch: batch.finalize(), labels }
+}
+
+/// One batch that deletes every table the bench may have created: ours, the floor's, and the
+/// iptables-nft ones (add then delete, so an absent table is no error).
+fn reset_batch() -> Result<Encoded, String> {
+    let names = [
+        (ProtoFamily::Inet, "bitmask"),
+        (ProtoFamily::Inet, "bmr_floor"),
+        (ProtoFamily::Ipv4, "filter"),
+        (ProtoFamily::Ipv4, "nat"),
+        (ProtoFamily::Ipv6, "filter"),
+        (ProtoFamily::Ipv6, "nat"),
+    ];
+    let mut batch = Batch::new();
+    let mut labels = Vec::new();
+    for (family, name) in names {
+        let cname = CString::new(name).map_err(|e| e.to_string())?;
+        let table = Table::new(&cname, family);
+        batch.add(&table, MsgType::Add);
+        batch.add(&table, MsgType::Del);
+        labels.push(format!("reset add {name}"));
+        labels.push(format!("reset delete {name}"));
+    }
+    Ok(Encoded { batch: batch.finalize(), labels })
+}
+
+/// Sends `count` small UDP datagrams to `addr:port` as fast as one socket can, stopping after
+/// `max_ms`; errors (a reject answers EPERM or ECONNREFUSED) are counted, not fatal.
+fn flood(addr: &str, port: &str, count: &str, max_ms: &str) -> Result<String, String> {
+    let ip: IpAddr = addr.parse().map_err(|_| format!("bad address {addr}"))?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port}"))?;
+    let count: u64 = count.parse().map_err(|_| format!("bad count {count}"))?;
+    let max = Duration::from_millis(max_ms.parse().map_err(|_| format!("bad time {max_ms}"))?);
+    check_namespace()?;
+    let bind: SocketAddr = if ip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(|_| "bind address".to_string())?;
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
+    sock.connect((ip, port)).map_err(|e| format!("connect {ip}: {e}"))?;
+    let payload = [0u8; 16];
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let t = Instant::now();
+    while sent + errors < count {
+        match sock.send(&payload) {
+            Ok(_) => sent += 1,
+            Err(_) => errors += 1,
+        }
+        if (sent + errors) % 256 == 0 && t.elapsed() >= max {
+            break;
+        }
+    }
+    let ns = t.elapsed().as_nanos();
+    Ok(format!("ns={ns} sent={sent} errors={errors}"))
+}
+
+/// This process's peak resident set, from /proc/self/status (VmHWM).
+fn peak_rss_kb() -> Result<u64, String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/self/status".to_string())
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask demo`: the kill switch at work in a throwaway topology of network namespaces.
+//!
+//! Nothing here touches this machine's own network: every namespace is created by the
+//! harness, linked only to the others, checked against the initial namespace before use, and
+//! removed when the topology is dropped (also on error or panic).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use netns_tests::addr::*;
+use netns_tests::probe::dns::{dns_query, DnsOutcome, DnsResponder, Transport};
+use netns_tests::probe::tcp::{tcp_connect, ConnectOutcome, TcpListener};
+use netns_tests::{nft, BitmaskRoot, SendOpts, Topology};
+
+fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+fn e(err: netns_tests::Error) -> String {
+    err.to_string()
+}
+
+/// One probe: what it does, what the kill switch should do, what happened.
+struct Row {
+    probe: String,
+    expect_pass: bool,
+    passed: bool,
+    detail: String,
+}
+
+fn tcp(t: &Topology, to: SocketAddr, opts: &SendOpts) -> Result<(bool, String), String> {
+    let out = tcp_connect(t.client(), to, b"demo", opts).map_err(e)?;
+    Ok((out == ConnectOutcome::Connected, format!("{out:?}")))
+}
+
+fn dns(t: &Topology, server: SocketAddr, tr: Transport, opts: &SendOpts) -> Result<(bool, String), String> {
+    let out = dns_query(t.client(), server, tr, opts).map_err(e)?;
+    Ok(match out {
+        DnsOutcome::Answered { by } => (true, format!("answered by {by}")),
+        other => (false, format!("{other:?}")),
+    })
+}
+
+fn probes(t: &Topology) -> Result<Vec<Row>, String> {
+    let opts = SendOpts { timeout: Some(Duration::from_millis(800)), ..SendOpts::default() };
+    let bound = SendOpts { bind_device: Some("eth0".into()), ..opts.clone() };
+    let mut rows = Vec::new();
+    let mut add = |probe: &str, expect_pass: bool, r: (bool, String)| {
+        rows.push(Row { probe: probe.into(), expect_pass, passed: r.0, detail: r.1 });
+    };
+    add("tcp to the VPN gateway 198.51.100.1:443", true, tcp(t, sa(GATEWAY_V4, 443), &opts)?);
+    add("tcp to the LAN router 192.168.1.1:8080", true, tcp(t, sa(ROUTER_LAN_V4, 8080), &opts)?);
+    add(
+        "tcp to 203.0.113.10:443 (through the tunnel)",
+        true,
+        tcp(t, sa(INTERNET_HOST_V4, 443), &opts)?,
+    );
+    add(
+        "tcp to 203.0.113.10:443 bound to eth0 (SO_BINDTODEVICE)",
+        false,
+        tcp(t, sa(INTERNET_HOST_V4, 443), &bound)?,
+    );
+    add(
+        "tcp to [2001:db8:1::10]:443 over IPv6",
+        false,
+        tcp(t, sa(INTERNET_HOST_V6, 443), &opts)?,
+    );
+    add(
+        "DNS/udp to 198.51.100.53 (rewritten to the VPN resolver)",
+        true,
+        dns(t, sa(OTHER_RESOLVER_V4, 53), Transport::Udp, &opts)?,
+    );
+    t.tunnel_down().map_err(e)?;
+    add(
+        "DNS/udp to 198.51.100.53 with the tunnel down",
+        false,
+        dns(t, sa(OTHER_RESOLVER_V4, 53), Transport::Udp, &opts)?,
+    );
+    add(
+        "tcp to 203.0.113.10:443 with the tunnel down",
+        false,
+        tcp(t, sa(INTERNET_HOST_V4, 443), &opts)?,
+    );
+    t.tunnel_up().map_err(e)?;
+    Ok(rows)
+}
+
+fn print_rows(title: &str, rows: &[Row], firewall: bool) -> bool {
+    println!("\n{title}");
+    let mut ok = true;
+    for r in rows {
+        let verdict = if r.passed { "let through" } else { "blocked" };
+        let mark = if !firewall {
+            " "
+        } else if r.passed == r.expect_pass {
+            "✓"
+        } else {
+            ok = false;
+            "✗"
+        };
+        println!("  {mark} {:<58} {:<12} ({})", r.probe, verdict, r.detail);
+    }
+    ok
+}
+
+/// Runs the demo.
+pub fn run(bin: &std::path::Path) -> Result<(), String> {
+    let b = BitmaskRoot::at(bin).map_err(e)?;
+    println!("Building a throwaway topology (client, LAN router, internet, VPN side behind tun0)...");
+    let t = Topology::builder().tunnel(true).build().map_err(e)?;
+    println!("namespaces: {}", t.namespace_names().join(", "));
+    let _listeners = [
+        TcpListener::start(t.internet(), sa(GATEWAY_V4, 443)).map_err(e)?,
+        TcpListener::start(t.internet(), sa(INTERNET_HOST_V4, 443)).map_err(e)?,
+        TcpListener::start(t.internet(), sa(INTERNET_HOST_V6, 443)).map_err(e)?,
+        TcpListener::start(t.router(), sa(ROUTER_LAN_V4, 8080)).map_err(e)?,
+    ];
+    let vpn = t.vpn().map_err(e)?;
+    let _dns = [
+        DnsResponder::start(vpn, IpAddr::V4(VPN_RESOLVER)).map_err(e)?,
+        DnsResponder::start(t.internet(), IpAddr::V4(OTHER_RESOLVER_V4)).map_err(e)?,
+    ];
+    print_rows("Without the kill switch:", &probes(&t)?, false);
+
+    println!("\n$ bitmask-root firewall start {GATEWAY_V4}   (in {})", t.client().name());
+    let out = b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).map_err(e)?;
+    print!("{}", out.stdout);
+    let ruleset = nft::table(t.client(), "inet", "bitmask").map_err(e)?.unwrap_or_default();
+    println!("\n$ nft list table inet bitmask\n{ruleset}");
+    let ok = print_rows("With the kill switch:", &probes(&t)?, true);
+    let isup = b.run(t.client(), &["firewall", "isup"]).map_err(e)?;
+    print!("\n$ bitmask-root firewall isup\n{}{}", isup.stdout, isup.stderr);
+    let stop = b.stop(t.client()).map_err(e)?;
+    print!("$ bitmask-root firewall stop\n{}", stop.stdout);
+    drop(t);
+    println!("\nThe namespaces are gone; this machine's own network was never touched.");
+    if ok {
+        Ok(())
+    } else {
+        Err("a probe did not behave as the kill switch promises (marked ✗ above)".into())
+    }
+}
