@@ -27,7 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "status" => println!("{}", firewall::status().await?),
         "stop" => println!("was running: {}", firewall::stop()?),
-        other => return Err(format!("unknown action {other}: use --dry-run, start, status or stop").into()),
+        other => {
+            return Err(
+                format!("unknown action {other}: use --dry-run, start, status or stop").into(),
+            )
+        }
     }
     Ok(())
 }

@@ -131,7 +131,10 @@ struct Globals {
 }
 
 /// Parses argv (without the program name). `env` reads an environment variable.
-pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, UsageError> {
+pub fn parse(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Invocation, UsageError> {
     let mut g = Globals::default();
     let mut i = 0;
     while let Some(arg) = args.get(i) {
@@ -147,7 +150,9 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<In
                 return Ok(v);
             }
             i += 1;
-            args.get(i).cloned().ok_or_else(|| usage(format!("{name} needs a value")))
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| usage(format!("{name} needs a value")))
         };
         let mut set_resolver = |label: &str, addr: Ipv4Addr| -> Result<(), UsageError> {
             match &g.resolver {
@@ -161,8 +166,18 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<In
             }
         };
         match flag {
-            "-h" | "--help" => return Ok(Invocation { command: Command::Help, dry_run: false }),
-            "--version" => return Ok(Invocation { command: Command::Version, dry_run: false }),
+            "-h" | "--help" => {
+                return Ok(Invocation {
+                    command: Command::Help,
+                    dry_run: false,
+                })
+            }
+            "--version" => {
+                return Ok(Invocation {
+                    command: Command::Version,
+                    dry_run: false,
+                })
+            }
             "--udp" => set_resolver("--udp", policy::RESOLVER_UDP)?,
             "--tcp" => set_resolver("--tcp", policy::RESOLVER_TCP)?,
             "--resolver" => {
@@ -210,15 +225,25 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<In
             Command::FirewallIsup
         }
         ["firewall", other, ..] => {
-            return Err(usage(format!("unknown firewall command {other:?}: use start, stop or isup")))
+            return Err(usage(format!(
+                "unknown firewall command {other:?}: use start, stop or isup"
+            )))
         }
         ["firewall"] => return Err(usage("firewall needs a command: start, stop or isup")),
         ["fw-email", "start", rest @ ..] => {
             let rest: Vec<&str> = rest.iter().copied().filter(|w| *w != "restart").collect();
             match rest.as_slice() {
                 [uid] => Command::EmailStart(uid.to_string()),
-                [] => return Err(usage("fw-email start needs the UID (or user name) of the mail user")),
-                [_, extra, ..] => return Err(usage(format!("unexpected argument {extra:?} after fw-email start UID"))),
+                [] => {
+                    return Err(usage(
+                        "fw-email start needs the UID (or user name) of the mail user",
+                    ))
+                }
+                [_, extra, ..] => {
+                    return Err(usage(format!(
+                        "unexpected argument {extra:?} after fw-email start UID"
+                    )))
+                }
             }
         }
         ["fw-email", "stop", extra @ ..] => {
@@ -241,7 +266,10 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<In
             )))
         }
     };
-    Ok(Invocation { command, dry_run: g.dry_run })
+    Ok(Invocation {
+        command,
+        dry_run: g.dry_run,
+    })
 }
 
 fn firewall_policy(
@@ -276,7 +304,11 @@ fn firewall_policy(
         .resolver(resolver)
         .debug(g.debug || env_on("DEBUG") || env_on("TEST"))
         .lan(g.lan.unwrap_or_default())
-        .profile(if g.compat { Profile::Compat } else { Profile::Default });
+        .profile(if g.compat {
+            Profile::Compat
+        } else {
+            Profile::Default
+        });
     if let Some(t) = &g.tunnel {
         b = b.tunnel(t.clone());
     }
@@ -285,10 +317,16 @@ fn firewall_policy(
 
 /// Runs the command line and returns the exit code. Prints to stdout and stderr.
 pub fn main() -> ExitCode {
-    let args: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+    let args: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect()
+    {
         Ok(a) => a,
         Err(bad) => {
-            eprintln!("bitmask-root: argument {bad:?} is not valid UTF-8 (see bitmask-root --help)");
+            eprintln!(
+                "bitmask-root: argument {bad:?} is not valid UTF-8 (see bitmask-root --help)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -353,7 +391,11 @@ pub fn run(inv: Invocation) -> Outcome {
             println!(
                 "bitmask-root: firewall started ({} gateway{}, DNS to {}, LAN {})",
                 policy.gateways().len(),
-                if policy.gateways().len() == 1 { "" } else { "s" },
+                if policy.gateways().len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 policy.resolver(),
                 policy.lan()
             );
@@ -422,13 +464,15 @@ pub fn run(inv: Invocation) -> Outcome {
             }
         }
         Command::OpenvpnStart(args) => {
-            let env = crate::openvpn::LaunchEnv::detect()
-                .map_err(|e| (e.exit_code(), e.to_string()))?;
+            let env =
+                crate::openvpn::LaunchEnv::detect().map_err(|e| (e.exit_code(), e.to_string()))?;
             if inv.dry_run {
                 let argv = crate::openvpn::validate(&args, &env)
                     .map_err(|e| (e.exit_code(), e.to_string()))?;
-                let words: Vec<String> =
-                    argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+                let words: Vec<String> = argv
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
                 println!("{}", words.join(" "));
                 return Ok(0);
             }
@@ -442,7 +486,9 @@ pub fn run(inv: Invocation) -> Outcome {
             need_root()?;
             let outcome = crate::openvpn::stop().map_err(|e| (e.exit_code(), e.to_string()))?;
             let msg = match outcome {
-                crate::openvpn::StopOutcome::Stopped { pid } => format!("openvpn (pid {pid}) stopped"),
+                crate::openvpn::StopOutcome::Stopped { pid } => {
+                    format!("openvpn (pid {pid}) stopped")
+                }
                 crate::openvpn::StopOutcome::Killed { pid } => {
                     format!("openvpn (pid {pid}) ignored SIGTERM and was killed")
                 }
@@ -477,7 +523,11 @@ mod tests {
     #[test]
     fn restart_is_never_a_gateway_and_every_gateway_counts() {
         let p = policy_of(parse_ok("firewall start 198.51.100.7"));
-        assert_eq!(p.gateways().len(), 1, "v19-main dropped the first gateway; we must not");
+        assert_eq!(
+            p.gateways().len(),
+            1,
+            "v19-main dropped the first gateway; we must not"
+        );
         let p = policy_of(parse_ok("firewall start restart 198.51.100.7 203.0.113.9"));
         assert_eq!(p.gateways().len(), 2);
         assert!(parse(&argv("firewall start restart"), &no_env).is_err());
@@ -492,7 +542,9 @@ mod tests {
         assert_eq!(p.resolver(), policy::RESOLVER_TCP);
         let p = policy_of(parse_ok("--udp --udp firewall start 198.51.100.7"));
         assert_eq!(p.resolver(), policy::RESOLVER_UDP);
-        let p = policy_of(parse_ok("--resolver=192.0.2.53 firewall start 198.51.100.7"));
+        let p = policy_of(parse_ok(
+            "--resolver=192.0.2.53 firewall start 198.51.100.7",
+        ));
         assert_eq!(p.resolver().to_string(), "192.0.2.53");
         assert!(parse(&argv("--udp --tcp firewall start 198.51.100.7"), &no_env).is_err());
         let env = |k: &str| match k {
@@ -501,15 +553,27 @@ mod tests {
             _ => None,
         };
         let p = policy_of(parse(&argv("firewall start 198.51.100.7"), &env).unwrap());
-        assert_eq!(p.resolver(), policy::RESOLVER_TCP, "released: UDP!=1 means the TCP resolver");
-        assert!(p.debug(), "released: DEBUG set to anything non-empty turns debug on");
+        assert_eq!(
+            p.resolver(),
+            policy::RESOLVER_TCP,
+            "released: UDP!=1 means the TCP resolver"
+        );
+        assert!(
+            p.debug(),
+            "released: DEBUG set to anything non-empty turns debug on"
+        );
         let p = policy_of(parse(&argv("--udp firewall start 198.51.100.7"), &env).unwrap());
-        assert_eq!(p.resolver(), policy::RESOLVER_UDP, "a flag wins over the environment");
+        assert_eq!(
+            p.resolver(),
+            policy::RESOLVER_UDP,
+            "a flag wins over the environment"
+        );
     }
 
     #[test]
     fn options_and_modes() {
-        let inv = parse_ok("--dry-run --lan off --tunnel wg0 --compat --test firewall start 2001:db8::1");
+        let inv =
+            parse_ok("--dry-run --lan off --tunnel wg0 --compat --test firewall start 2001:db8::1");
         assert!(inv.dry_run);
         let p = policy_of(inv);
         assert_eq!(p.lan(), LanMode::Off);
@@ -565,7 +629,10 @@ mod tests {
         assert_eq!(parse_ok("version").command, Command::Version);
         assert_eq!(parse_ok("firewall stop").command, Command::FirewallStop);
         assert_eq!(parse_ok("firewall isup").command, Command::FirewallIsup);
-        assert_eq!(parse_ok("fw-email start restart 1000").command, Command::EmailStart("1000".into()));
+        assert_eq!(
+            parse_ok("fw-email start restart 1000").command,
+            Command::EmailStart("1000".into())
+        );
         assert_eq!(
             parse_ok("openvpn start /usr/sbin/openvpn --persist-tun").command,
             Command::OpenvpnStart(vec!["/usr/sbin/openvpn".into(), "--persist-tun".into()])

@@ -26,13 +26,27 @@ impl Prefix {
         match addr {
             IpAddr::V4(a) => {
                 let len = len.min(32);
-                let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
-                Prefix { addr: IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)), len }
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(len))
+                };
+                Prefix {
+                    addr: IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)),
+                    len,
+                }
             }
             IpAddr::V6(a) => {
                 let len = len.min(128);
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
-                Prefix { addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), len }
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(len))
+                };
+                Prefix {
+                    addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
+                    len,
+                }
             }
         }
     }
@@ -41,7 +55,7 @@ impl Prefix {
         self.addr
     }
     /// The prefix length.
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
     /// Whether this prefix covers a single address (/32 or /128).
@@ -66,11 +80,19 @@ impl Prefix {
     pub fn mask_bytes(&self) -> Vec<u8> {
         match self.addr {
             IpAddr::V4(_) => {
-                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.len))
+                };
                 m.to_be_bytes().to_vec()
             }
             IpAddr::V6(_) => {
-                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.len))
+                };
                 m.to_be_bytes().to_vec()
             }
         }
@@ -163,21 +185,31 @@ async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryE
     while let Some(link) = links
         .try_next()
         .await
-        .map_err(|source| DiscoveryError::Request { what: "interfaces", source })?
+        .map_err(|source| DiscoveryError::Request {
+            what: "interfaces",
+            source,
+        })?
     {
         let name = link.attributes.iter().find_map(|a| match a {
             LinkAttribute::IfName(n) => Some(n.clone()),
             _ => None,
         });
         if let Some(name) = name {
-            interfaces.push(Interface { name, index: link.header.index, prefixes: Vec::new() });
+            interfaces.push(Interface {
+                name,
+                index: link.header.index,
+                prefixes: Vec::new(),
+            });
         }
     }
     let mut addrs = handle.address().get().execute();
     while let Some(msg) = addrs
         .try_next()
         .await
-        .map_err(|source| DiscoveryError::Request { what: "addresses", source })?
+        .map_err(|source| DiscoveryError::Request {
+            what: "addresses",
+            source,
+        })?
     {
         // On point-to-point links `Address` is the peer; `Local` is ours.
         let local = msg.attributes.iter().find_map(|a| match a {
@@ -190,10 +222,13 @@ async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryE
                 _ => None,
             })
         });
-        if let (Some(addr), Some(iface)) =
-            (addr, interfaces.iter_mut().find(|i| i.index == msg.header.index))
-        {
-            iface.prefixes.push(Prefix::new(addr, msg.header.prefix_len));
+        if let (Some(addr), Some(iface)) = (
+            addr,
+            interfaces.iter_mut().find(|i| i.index == msg.header.index),
+        ) {
+            iface
+                .prefixes
+                .push(Prefix::new(addr, msg.header.prefix_len));
         }
     }
     for iface in &mut interfaces {
@@ -207,18 +242,22 @@ async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryE
     let v6 = if ipv6_present {
         match routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await {
             Ok(r) => Some(r),
-            Err(DiscoveryError::Request { source: rtnetlink::Error::NetlinkError(e), .. })
-                if e.raw_code() == -libc::EAFNOSUPPORT || e.raw_code() == -libc::EOPNOTSUPP =>
-            {
-                None
-            }
+            Err(DiscoveryError::Request {
+                source: rtnetlink::Error::NetlinkError(e),
+                ..
+            }) if e.raw_code() == -libc::EAFNOSUPPORT || e.raw_code() == -libc::EOPNOTSUPP => None,
             Err(e) => return Err(e),
         }
     } else {
         None
     };
     let name_of = |idx: Option<u32>| {
-        idx.and_then(|i| interfaces.iter().find(|x| x.index == i).map(|x| x.name.clone()))
+        idx.and_then(|i| {
+            interfaces
+                .iter()
+                .find(|x| x.index == i)
+                .map(|x| x.name.clone())
+        })
     };
     Ok(Network {
         default_v4: name_of(default_route_oif(&v4)),
@@ -238,7 +277,10 @@ async fn routes(
         .execute()
         .try_collect()
         .await
-        .map_err(|source| DiscoveryError::Request { what: "routes", source })
+        .map_err(|source| DiscoveryError::Request {
+            what: "routes",
+            source,
+        })
 }
 
 /// Picks the output interface of the default route with the lowest metric in the main table.
@@ -309,9 +351,18 @@ mod tests {
     fn prefixes_are_masked_and_printed() {
         let p = Prefix::new("192.168.1.2".parse().unwrap(), 24);
         assert_eq!(p.to_string(), "192.168.1.0/24");
-        assert_eq!(Prefix::new("fe80::1:2".parse().unwrap(), 64).to_string(), "fe80::/64");
-        assert_eq!(Prefix::new("10.42.0.1".parse().unwrap(), 32).to_string(), "10.42.0.1");
+        assert_eq!(
+            Prefix::new("fe80::1:2".parse().unwrap(), 64).to_string(),
+            "fe80::/64"
+        );
+        assert_eq!(
+            Prefix::new("10.42.0.1".parse().unwrap(), 32).to_string(),
+            "10.42.0.1"
+        );
         let ten = Prefix::new("10.0.0.0".parse().unwrap(), 8);
-        assert!(ten.contains(&p) == false && ten.contains(&Prefix::new("10.1.2.3".parse().unwrap(), 16)));
+        assert!(
+            !ten.contains(&p)
+                && ten.contains(&Prefix::new("10.1.2.3".parse().unwrap(), 16))
+        );
     }
 }

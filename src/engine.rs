@@ -20,7 +20,9 @@ pub fn guard_namespace() -> Result<(), Error> {
     };
     use std::os::unix::fs::MetadataExt;
     let protected: Option<u64> = value.to_str().and_then(|v| v.trim().parse().ok());
-    let ours = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).ok();
+    let ours = std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .ok();
     let init = std::fs::metadata("/proc/1/ns/net").map(|m| m.ino()).ok();
     match (protected, ours) {
         (Some(p), Some(o)) if o != p && init != Some(o) => Ok(()),
@@ -58,18 +60,26 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
     let enc = transport::encode_replace(rs, &comment)?;
     transport::commit(&enc)?;
     if rs.set_ip_forward {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-            .map_err(|source| Error::Sysctl { path: "/proc/sys/net/ipv4/ip_forward", source })?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {
+            path: "/proc/sys/net/ipv4/ip_forward",
+            source,
+        })?;
     }
     match readback::read_table(&rs.table)? {
-        None => Err(Error::NotVerified(format!("table inet {} is missing", rs.table))),
+        None => Err(Error::NotVerified(format!(
+            "table inet {} is missing",
+            rs.table
+        ))),
         Some(k) if k.comment.as_deref() != Some(comment.as_str()) => {
             Err(Error::NotVerified("its comment changed".into()))
         }
-        Some(k) if k.snapshot.fingerprint() != fingerprint => {
-            Err(Error::NotVerified(k.snapshot.describe_difference(&expected)))
-        }
-        Some(_) => Ok(Applied { fingerprint, comment }),
+        Some(k) if k.snapshot.fingerprint() != fingerprint => Err(Error::NotVerified(
+            k.snapshot.describe_difference(&expected),
+        )),
+        Some(_) => Ok(Applied {
+            fingerprint,
+            comment,
+        }),
     }
 }
 

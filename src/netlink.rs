@@ -137,7 +137,10 @@ fn try_attrs(buf: &[u8]) -> Result<Vec<Attr<'_>>, Vec<Attr<'_>>> {
         if len < 4 || off + len > buf.len() {
             return Err(out);
         }
-        out.push(Attr { ty, data: &buf[off + 4..off + len] });
+        out.push(Attr {
+            ty,
+            data: &buf[off + 4..off + len],
+        });
         off += align4(len);
     }
     if off == buf.len() {

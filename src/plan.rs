@@ -125,7 +125,10 @@ pub struct Rule {
 impl Rule {
     /// A rule with these matches and this action.
     pub fn new(matches: impl Into<Vec<Match>>, action: Action) -> Rule {
-        Rule { matches: matches.into(), action }
+        Rule {
+            matches: matches.into(),
+            action,
+        }
     }
 }
 
@@ -237,7 +240,10 @@ pub fn gateway_set_name(family: Family) -> &'static str {
 
 /// The multicast discovery services that stay open: SSDP and mDNS, IPv4 and IPv6.
 fn discovery_multicast(ipv6: bool) -> Vec<(Prefix, u16)> {
-    let mut m = vec![(v4([239, 255, 255, 250], 32), 1900), (v4([224, 0, 0, 251], 32), 5353)];
+    let mut m = vec![
+        (v4([239, 255, 255, 250], 32), 1900),
+        (v4([224, 0, 0, 251], 32), 5353),
+    ];
     if ipv6 {
         m.push((v6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0xc), 128), 1900));
         m.push((v6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb), 128), 5353));
@@ -297,11 +303,19 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             .filter(|g| g.is_ipv4() == (family == Family::V4))
             .collect();
         if !elements.is_empty() && (family == Family::V4 || net.ipv6) {
-            sets.push(Set { name: gateway_set_name(family).into(), family, elements });
+            sets.push(Set {
+                name: gateway_set_name(family).into(),
+                family,
+                elements,
+            });
         }
     }
     let (output, nat_output, set_ip_forward) = match policy.profile() {
-        Profile::Default => (default_output(policy, net, &sets), default_nat(policy, &sets), false),
+        Profile::Default => (
+            default_output(policy, net, &sets),
+            default_nat(policy, &sets),
+            false,
+        ),
         Profile::Compat => {
             let (out, nat) = compat(policy, net)?;
             (out, nat, true)
@@ -309,7 +323,12 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
     };
     let resolver = v4(policy.resolver().octets(), 32);
     let nat_postrouting = [L4::Udp, L4::Tcp]
-        .map(|p| Rule::new([Match::Daddr(resolver), Match::Dport(p, 53)], Action::Masquerade))
+        .map(|p| {
+            Rule::new(
+                [Match::Daddr(resolver), Match::Dport(p, 53)],
+                Action::Masquerade,
+            )
+        })
         .to_vec();
     Ok(Ruleset {
         table: TABLE.into(),
@@ -411,7 +430,13 @@ fn default_output(policy: &Policy, net: &Network, sets: &[Set]) -> Vec<Rule> {
         r.push(Rule::new([Daddr(group), Dport(L4::Udp, port)], Accept));
     }
     if policy.debug() {
-        r.push(Rule::new([], Log { prefix: LOG_PREFIX.into(), level: 7 }));
+        r.push(Rule::new(
+            [],
+            Log {
+                prefix: LOG_PREFIX.into(),
+                level: 7,
+            },
+        ));
     }
     // Everything else, every family and protocol, whatever the interface. TCP gets a reset:
     // the application sees "connection refused" at once (an ICMPv6 error reaching a socket in
@@ -436,7 +461,10 @@ fn default_nat(policy: &Policy, sets: &[Set]) -> Vec<Rule> {
     let mut r = Vec::new();
     if let Some(set) = sets.iter().find(|s| s.family == Family::V4) {
         // DNS to a gateway is not rewritten (a gateway may serve DNS itself).
-        r.push(Rule::new([Match::DaddrIn(set.name.clone(), Family::V4)], Action::Return));
+        r.push(Rule::new(
+            [Match::DaddrIn(set.name.clone(), Family::V4)],
+            Action::Return,
+        ));
     }
     // Local stubs (127.0.0.53 systemd-resolved, 127.0.1.1 dnsmasq, 127.0.0.1, and the host's
     // own addresses) are routed through loopback and keep their queries, udp and tcp.
@@ -451,9 +479,16 @@ fn compat(policy: &Policy, net: &Network) -> Result<(Vec<Rule>, Vec<Rule>), Plan
     use Match::*;
     let dev_name = net.default_v4.as_deref().ok_or(PlanError::NoDefaultRoute)?;
     let dev = || Oif(exact(dev_name));
-    let prefixes = net.interface(dev_name).map(|i| i.prefixes.clone()).unwrap_or_default();
+    let prefixes = net
+        .interface(dev_name)
+        .map(|i| i.prefixes.clone())
+        .unwrap_or_default();
     let lan4 = prefixes.iter().find(|p| p.addr().is_ipv4()).copied();
-    let lan6 = prefixes.iter().find(|p| !p.addr().is_ipv4()).copied().filter(|_| net.ipv6);
+    let lan6 = prefixes
+        .iter()
+        .find(|p| !p.addr().is_ipv4())
+        .copied()
+        .filter(|_| net.ipv6);
     let mut out = Vec::new();
     if let Some(lan) = lan4 {
         out.push(Rule::new([dev(), Daddr(lan)], Accept));
@@ -462,7 +497,10 @@ fn compat(policy: &Policy, net: &Network) -> Result<(Vec<Rule>, Vec<Rule>), Plan
     }
     let multicast = discovery_multicast(net.ipv6);
     for (group, port) in multicast.iter().filter(|(g, _)| g.addr().is_ipv4()) {
-        out.push(Rule::new([dev(), Daddr(*group), Dport(L4::Udp, *port)], Return));
+        out.push(Rule::new(
+            [dev(), Daddr(*group), Dport(L4::Udp, *port)],
+            Return,
+        ));
     }
     for gw in policy.gateways().iter().filter(|g| g.is_ipv4()) {
         out.push(Rule::new([dev(), Daddr(Prefix::new(*gw, 32))], Accept));
@@ -470,7 +508,10 @@ fn compat(policy: &Policy, net: &Network) -> Result<(Vec<Rule>, Vec<Rule>), Plan
     if policy.debug() {
         out.push(Rule::new(
             [dev(), Nfproto(Family::V4)],
-            Log { prefix: LOG_PREFIX.into(), level: 7 },
+            Log {
+                prefix: LOG_PREFIX.into(),
+                level: 7,
+            },
         ));
     }
     out.push(Rule::new([dev(), Nfproto(Family::V4)], Reject));
@@ -479,16 +520,25 @@ fn compat(policy: &Policy, net: &Network) -> Result<(Vec<Rule>, Vec<Rule>), Plan
             out.push(Rule::new([dev(), Daddr(lan)], Accept));
         }
         for (group, port) in multicast.iter().filter(|(g, _)| !g.addr().is_ipv4()) {
-            out.push(Rule::new([dev(), Daddr(*group), Dport(L4::Udp, *port)], Return));
+            out.push(Rule::new(
+                [dev(), Daddr(*group), Dport(L4::Udp, *port)],
+                Return,
+            ));
         }
         if policy.debug() {
             out.push(Rule::new(
                 [dev(), Nfproto(Family::V6)],
-                Log { prefix: LOG_PREFIX.into(), level: 7 },
+                Log {
+                    prefix: LOG_PREFIX.into(),
+                    level: 7,
+                },
             ));
         }
         for p in [L4::Tcp, L4::Udp] {
-            out.push(Rule::new([Nfproto(Family::V6), L4proto(p.number())], Reject));
+            out.push(Rule::new(
+                [Nfproto(Family::V6), L4proto(p.number())],
+                Reject,
+            ));
         }
     }
     let mut nat = Vec::new();
@@ -554,14 +604,29 @@ mod tests {
         let gw = "198.51.100.7".parse().unwrap();
         let private = plan(&Policy::builder().gateway(gw).build().unwrap(), &net).unwrap();
         let onlink = plan(
-            &Policy::builder().gateway(gw).lan(LanMode::OnLink).build().unwrap(),
+            &Policy::builder()
+                .gateway(gw)
+                .lan(LanMode::OnLink)
+                .build()
+                .unwrap(),
             &net,
         )
         .unwrap();
-        let off =
-            plan(&Policy::builder().gateway(gw).lan(LanMode::Off).build().unwrap(), &net).unwrap();
+        let off = plan(
+            &Policy::builder()
+                .gateway(gw)
+                .lan(LanMode::Off)
+                .build()
+                .unwrap(),
+            &net,
+        )
+        .unwrap();
         let has = |rs: &Ruleset, p: Prefix| {
-            rs.chain(CHAIN_OUTPUT).unwrap().rules.iter().any(|r| r.matches.contains(&Match::Daddr(p)))
+            rs.chain(CHAIN_OUTPUT)
+                .unwrap()
+                .rules
+                .iter()
+                .any(|r| r.matches.contains(&Match::Daddr(p)))
         };
         let public = v4([203, 0, 113, 0], 24);
         let lan = v4([192, 168, 1, 0], 24);
@@ -597,7 +662,13 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(plan(&p, &net), Err(PlanError::NoDefaultRoute));
-        let p2 = Policy::builder().gateway("198.51.100.7".parse().unwrap()).build().unwrap();
-        assert!(plan(&p2, &net).is_ok(), "the default profile starts without any route");
+        let p2 = Policy::builder()
+            .gateway("198.51.100.7".parse().unwrap())
+            .build()
+            .unwrap();
+        assert!(
+            plan(&p2, &net).is_ok(),
+            "the default profile starts without any route"
+        );
     }
 }

@@ -95,7 +95,10 @@ impl IfPattern {
     /// An exact interface name as the kernel reports it (not validated: kernel names are
     /// taken as they are, `lo` included).
     pub fn exact(name: &str) -> IfPattern {
-        IfPattern { stem: name.to_string(), wildcard: false }
+        IfPattern {
+            stem: name.to_string(),
+            wildcard: false,
+        }
     }
     /// The name, or the part before the `*`.
     pub fn stem(&self) -> &str {
@@ -129,7 +132,10 @@ impl FromStr for IfPattern {
         if stem.is_empty() || stem.len() > 15 || !ok_chars || stem == "lo" {
             return Err(PolicyError::BadTunnel(s.to_string()));
         }
-        Ok(IfPattern { stem: stem.to_string(), wildcard })
+        Ok(IfPattern {
+            stem: stem.to_string(),
+            wildcard,
+        })
     }
 }
 
@@ -264,7 +270,10 @@ impl Default for PolicyBuilder {
             resolver: RESOLVER_UDP,
             lan: LanMode::default(),
             debug: false,
-            tunnel: IfPattern { stem: "tun".into(), wildcard: true },
+            tunnel: IfPattern {
+                stem: "tun".into(),
+                wildcard: true,
+            },
             profile: Profile::default(),
         }
     }
@@ -338,17 +347,39 @@ mod tests {
     #[test]
     fn gateways_are_parsed_strictly() {
         for bad in [
-            "1", "127.1", "1.2.3.4 junk", "999.1.1.1", "example.org", "", " 1.2.3.4", "1.2.3.4.",
-            "01.2.3.4", "0x7f.0.0.1", "4294967295", "1.2.3.4/32", "fe80::1%eth0", "٣.1.1.1",
-            "1.2.3.4;reboot", "$(id)",
+            "1",
+            "127.1",
+            "1.2.3.4 junk",
+            "999.1.1.1",
+            "example.org",
+            "",
+            " 1.2.3.4",
+            "1.2.3.4.",
+            "01.2.3.4",
+            "0x7f.0.0.1",
+            "4294967295",
+            "1.2.3.4/32",
+            "fe80::1%eth0",
+            "٣.1.1.1",
+            "1.2.3.4;reboot",
+            "$(id)",
         ] {
             assert!(parse_gateway(bad).is_err(), "{bad:?} must be refused");
         }
         for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"] {
-            assert!(matches!(parse_gateway(bad), Err(PolicyError::UnusableGateway(_))), "{bad}");
+            assert!(
+                matches!(parse_gateway(bad), Err(PolicyError::UnusableGateway(_))),
+                "{bad}"
+            );
         }
-        assert_eq!(parse_gateway("198.51.100.7").unwrap().to_string(), "198.51.100.7");
-        assert_eq!(parse_gateway("2001:db8::1").unwrap().to_string(), "2001:db8::1");
+        assert_eq!(
+            parse_gateway("198.51.100.7").unwrap().to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            parse_gateway("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1"
+        );
     }
 
     #[test]

@@ -82,7 +82,11 @@ impl Snapshot {
                 None => return format!("chain {name} is missing"),
                 Some((h, _)) if h != head => return format!("chain {name} is hooked differently"),
                 Some((_, r)) if r.len() != rules.len() => {
-                    return format!("chain {name} holds {} rules where {} belong", r.len(), rules.len())
+                    return format!(
+                        "chain {name} holds {} rules where {} belong",
+                        r.len(),
+                        rules.len()
+                    )
                 }
                 Some((_, r)) => {
                     if let Some(i) = r.iter().zip(rules).position(|(a, b)| a != b) {
@@ -91,14 +95,22 @@ impl Snapshot {
                 }
             }
         }
-        if let Some(extra) = self.chains.keys().find(|k| !expected.chains.contains_key(*k)) {
+        if let Some(extra) = self
+            .chains
+            .keys()
+            .find(|k| !expected.chains.contains_key(*k))
+        {
             return format!("an unexpected chain {extra} was added");
         }
         for (name, (_, elems)) in &expected.sets {
             match self.sets.get(name) {
                 None => return format!("set {name} is missing"),
                 Some((_, e)) if e != elems => {
-                    return format!("set {name} holds {} elements where {} belong", e.len(), elems.len())
+                    return format!(
+                        "set {name} holds {} elements where {} belong",
+                        e.len(),
+                        elems.len()
+                    )
                 }
                 _ => {}
             }
@@ -131,7 +143,10 @@ fn expressions(data: &[u8]) -> String {
     let mut out = Vec::new();
     for elem in netlink::attrs(data) {
         let parts = elem.nested();
-        let name = netlink::find(&parts, 1).and_then(|a| a.str()).unwrap_or("?").to_string();
+        let name = netlink::find(&parts, 1)
+            .and_then(|a| a.str())
+            .unwrap_or("?")
+            .to_string();
         let body = netlink::find(&parts, 2)
             .map(|d| netlink::canonical(d.data, &|p, v| kernel_added(&name, p, v)))
             .unwrap_or_default();
@@ -141,11 +156,16 @@ fn expressions(data: &[u8]) -> String {
 }
 
 fn attr_str(attrs: &[Attr<'_>], ty: u16) -> String {
-    netlink::find(attrs, ty).and_then(|a| a.str()).unwrap_or_default().to_string()
+    netlink::find(attrs, ty)
+        .and_then(|a| a.str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn attr_canon(attrs: &[Attr<'_>], ty: u16) -> String {
-    netlink::find(attrs, ty).map(|a| netlink::canonical(a.data, &|_, _| false)).unwrap_or_default()
+    netlink::find(attrs, ty)
+        .map(|a| netlink::canonical(a.data, &|_, _| false))
+        .unwrap_or_default()
 }
 
 /// Adds one NEWCHAIN/NEWRULE/NEWSET/NEWSETELEM message to a snapshot (others are ignored).
@@ -164,8 +184,14 @@ fn absorb(snap: &mut Snapshot, msg: &netlink::Message<'_>) {
         }
         Some(netlink::NFT_MSG_NEWRULE) => {
             // CHAIN 2, EXPRESSIONS 4
-            let exprs = netlink::find(&a, 4).map(|e| expressions(e.data)).unwrap_or_default();
-            snap.chains.entry(attr_str(&a, 2)).or_default().1.push(exprs);
+            let exprs = netlink::find(&a, 4)
+                .map(|e| expressions(e.data))
+                .unwrap_or_default();
+            snap.chains
+                .entry(attr_str(&a, 2))
+                .or_default()
+                .1
+                .push(exprs);
         }
         Some(netlink::NFT_MSG_NEWSET) => {
             // NAME 2, KEY_LEN 5
@@ -331,7 +357,11 @@ pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
     for v in set_elements.values_mut() {
         v.sort();
     }
-    Ok(Some(KernelTable { comment, snapshot: snap, set_elements }))
+    Ok(Some(KernelTable {
+        comment,
+        snapshot: snap,
+        set_elements,
+    }))
 }
 
 /// The text stored as a table's comment: the record, then the rules' fingerprint.

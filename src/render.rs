@@ -185,10 +185,15 @@ mod tests {
             default_v6: None,
             ipv6: true,
         };
-        let gws = ["199.58.81.145", "198.252.153.28", "5.79.86.180", "1.209.122.29"]
-            .iter()
-            .map(|g| g.parse().unwrap())
-            .collect();
+        let gws = [
+            "199.58.81.145",
+            "198.252.153.28",
+            "5.79.86.180",
+            "1.209.122.29",
+        ]
+        .iter()
+        .map(|g| g.parse().unwrap())
+        .collect();
         (net, gws)
     }
 
@@ -296,8 +301,15 @@ mod tests {
                 "the --compat plan lacks the seed's rule `{rule}`:\n{text}"
             );
         }
-        let reject = text.lines().position(|l| l.trim() == r#"oifname "eth0" meta nfproto ipv4 reject"#);
-        let gw = text.lines().position(|l| l.trim() == r#"oifname "eth0" ip daddr 199.58.81.145 accept"#);
-        assert!(gw < reject, "gateways must come before the reject, as in the seed");
+        let reject = text
+            .lines()
+            .position(|l| l.trim() == r#"oifname "eth0" meta nfproto ipv4 reject"#);
+        let gw = text
+            .lines()
+            .position(|l| l.trim() == r#"oifname "eth0" ip daddr 199.58.81.145 accept"#);
+        assert!(
+            gw < reject,
+            "gateways must come before the reject, as in the seed"
+        );
     }
 }

@@ -76,7 +76,11 @@ pub async fn status() -> Result<Status, Error> {
 
 /// Judges a table read back against the plan for `net`. Pure apart from encoding.
 pub fn judge(kernel: &KernelTable, net: &Network) -> Result<Status, Error> {
-    let tampered = |reason: &str| Ok(Status::Tampered { reason: reason.to_string() });
+    let tampered = |reason: &str| {
+        Ok(Status::Tampered {
+            reason: reason.to_string(),
+        })
+    };
     let Some(comment) = kernel.comment.as_deref() else {
         return tampered("its comment is missing");
     };
@@ -99,14 +103,21 @@ pub fn judge(kernel: &KernelTable, net: &Network) -> Result<Status, Error> {
     let actual = kernel.snapshot.fingerprint();
     if actual != stored {
         let reason = match &now {
-            Ok(rs) => kernel.snapshot.describe_difference(&readback::snapshot_of(rs)?),
+            Ok(rs) => kernel
+                .snapshot
+                .describe_difference(&readback::snapshot_of(rs)?),
             Err(_) => "its rules differ from what was applied".to_string(),
         };
         return Ok(Status::Tampered { reason });
     }
     let rs = match now {
         Ok(rs) => rs,
-        Err(e) => return Ok(Status::Stale { policy, reason: e.to_string() }),
+        Err(e) => {
+            return Ok(Status::Stale {
+                policy,
+                reason: e.to_string(),
+            })
+        }
     };
     let planned = readback::snapshot_of(&rs)?;
     if planned.fingerprint() != stored {

@@ -144,7 +144,10 @@ pub fn size_socket_buffers(fd: &impl AsRawFd, rcv: usize, snd: usize) -> io::Res
 
 /// Bounds how long a receive may block, so a silent kernel cannot hang the command.
 pub fn set_receive_timeout(fd: &impl AsRawFd, secs: i64) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: secs, tv_usec: 0 };
+    let tv = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
     // SAFETY: the pointer and length describe a live timeval.
     let rc = unsafe {
         libc::setsockopt(
@@ -176,7 +179,9 @@ pub struct AlignedBuf {
 impl AlignedBuf {
     /// A zeroed buffer of at least `bytes` bytes.
     pub fn new(bytes: usize) -> AlignedBuf {
-        AlignedBuf { words: vec![0u64; bytes.div_ceil(8)] }
+        AlignedBuf {
+            words: vec![0u64; bytes.div_ceil(8)],
+        }
     }
     /// The buffer as bytes.
     pub fn bytes_mut(&mut self) -> &mut [u8] {

@@ -17,9 +17,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nftnl::expr::{
-    Bitwise, Cmp, CmpOp, IcmpCode, Immediate, InterfaceName, Lookup, Masquerade, Meta, Nat,
-    NatType, NetworkHeaderField, Payload, Register, RejectionType, TransportHeaderField,
-    TcpHeaderField, UdpHeaderField, Ipv4HeaderField, Ipv6HeaderField, Verdict,
+    Bitwise, Cmp, CmpOp, IcmpCode, Immediate, InterfaceName, Ipv4HeaderField, Ipv6HeaderField,
+    Lookup, Masquerade, Meta, Nat, NatType, NetworkHeaderField, Payload, Register, RejectionType,
+    TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
 };
 use nftnl::set::Set as NftSet;
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
@@ -39,7 +39,9 @@ pub enum TransportError {
     #[error("a rule refers to set {0:?}, which the ruleset does not declare for that family")]
     UnknownSet(String),
     /// The netfilter socket could not be opened.
-    #[error("could not open a netfilter netlink socket ({0}); is nf_tables available in this kernel?")]
+    #[error(
+        "could not open a netfilter netlink socket ({0}); is nf_tables available in this kernel?"
+    )]
     Open(#[source] io::Error),
     /// Sending failed; nothing was applied.
     #[error("could not send the ruleset to the kernel ({0}); nothing was changed")]
@@ -114,7 +116,10 @@ pub fn encode_remove(name: &str) -> Result<Encoded, TransportError> {
     batch.add(&table, MsgType::Del);
     Ok(Encoded {
         batch: batch.finalize(),
-        labels: vec![format!("table inet {name}"), format!("removing table inet {name}")],
+        labels: vec![
+            format!("table inet {name}"),
+            format!("removing table inet {name}"),
+        ],
     })
 }
 
@@ -173,7 +178,10 @@ fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encode
         labels.push(format!("set {}", s.get_name().to_string_lossy()));
         for m in s.elems_iter() {
             batch.add(&m, MsgType::Add);
-            labels.push(format!("elements of set {}", s.get_name().to_string_lossy()));
+            labels.push(format!(
+                "elements of set {}",
+                s.get_name().to_string_lossy()
+            ));
         }
     }
     for s in &sets6 {
@@ -181,7 +189,10 @@ fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encode
         labels.push(format!("set {}", s.get_name().to_string_lossy()));
         for m in s.elems_iter() {
             batch.add(&m, MsgType::Add);
-            labels.push(format!("elements of set {}", s.get_name().to_string_lossy()));
+            labels.push(format!(
+                "elements of set {}",
+                s.get_name().to_string_lossy()
+            ));
         }
     }
 
@@ -218,7 +229,10 @@ fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encode
             ));
         }
     }
-    Ok(Encoded { batch: batch.finalize(), labels })
+    Ok(Encoded {
+        batch: batch.finalize(),
+        labels,
+    })
 }
 
 /// A rule that names a set the ruleset does not declare is a bug in the plan; refusing it keeps
@@ -229,7 +243,11 @@ fn unknown_set(name: &str) -> TransportError {
 
 fn ifname(p: &IfPattern) -> Result<InterfaceName, NulError> {
     let stem = CString::new(p.stem())?;
-    Ok(if p.is_wildcard() { InterfaceName::StartingWith(stem) } else { InterfaceName::Exact(stem) })
+    Ok(if p.is_wildcard() {
+        InterfaceName::StartingWith(stem)
+    } else {
+        InterfaceName::Exact(stem)
+    })
 }
 
 fn nfproto_value(f: Family) -> u8 {
@@ -284,7 +302,11 @@ fn encode_rule(
                     (IpAddr::V6(_), true) => NetworkHeaderField::Ipv6(Ipv6HeaderField::Daddr),
                     (IpAddr::V6(_), false) => NetworkHeaderField::Ipv6(Ipv6HeaderField::Saddr),
                 };
-                let fam = if p.addr().is_ipv4() { Family::V4 } else { Family::V6 };
+                let fam = if p.addr().is_ipv4() {
+                    Family::V4
+                } else {
+                    Family::V6
+                };
                 need_nfproto(rule, &mut nfproto, fam);
                 rule.add_expr(&Payload::Network(field));
                 if !p.is_host() {
@@ -301,14 +323,18 @@ fn encode_rule(
                         rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(
                             Ipv4HeaderField::Daddr,
                         )));
-                        let set = sets4.iter().find(|s| s.get_name().to_bytes() == name.as_bytes());
+                        let set = sets4
+                            .iter()
+                            .find(|s| s.get_name().to_bytes() == name.as_bytes());
                         rule.add_expr(&Lookup::new(set.ok_or_else(|| unknown_set(name))?));
                     }
                     Family::V6 => {
                         rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(
                             Ipv6HeaderField::Daddr,
                         )));
-                        let set = sets6.iter().find(|s| s.get_name().to_bytes() == name.as_bytes());
+                        let set = sets6
+                            .iter()
+                            .find(|s| s.get_name().to_bytes() == name.as_bytes());
                         rule.add_expr(&Lookup::new(set.ok_or_else(|| unknown_set(name))?));
                     }
                 }
@@ -338,9 +364,10 @@ fn encode_rule(
             rule.add_expr(&Verdict::Reject(RejectionType::Icmp(IcmpCode::PortUnreach)))
         }
         Action::RejectTcpReset => rule.add_expr(&Verdict::Reject(RejectionType::TcpRst)),
-        Action::Log { prefix, level } => {
-            rule.add_expr(&sys::Log { prefix: CString::new(prefix.as_str())?, level: *level })
-        }
+        Action::Log { prefix, level } => rule.add_expr(&sys::Log {
+            prefix: CString::new(prefix.as_str())?,
+            level: *level,
+        }),
         Action::Dnat(addr, port) => {
             rule.add_expr(&Immediate::new(addr.octets(), Register::Reg1));
             rule.add_expr(&Immediate::new(port.to_be(), Register::Reg2));
@@ -360,8 +387,12 @@ fn encode_rule(
 fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportError> {
     let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
     // An ACK costs about 1 KiB of receive buffer (skb overhead included).
-    sys::size_socket_buffers(&socket, messages * 1024 + (256 << 10), bytes * 2 + (256 << 10))
-        .map_err(TransportError::Open)?;
+    sys::size_socket_buffers(
+        &socket,
+        messages * 1024 + (256 << 10),
+        bytes * 2 + (256 << 10),
+    )
+    .map_err(TransportError::Open)?;
     sys::set_receive_timeout(&socket, 30).map_err(TransportError::Open)?;
     Ok(socket)
 }
@@ -380,7 +411,11 @@ pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
         ))));
     }
     // With begin and end ACKed (Linux >= 6.10) the objects start one later.
-    let first_object = if seqs.len() == enc.labels.len() + 2 { seqs.start + 1 } else { seqs.start };
+    let first_object = if seqs.len() == enc.labels.len() + 2 {
+        seqs.start + 1
+    } else {
+        seqs.start
+    };
     let portid = socket.portid();
     let mut pending: BTreeSet<u32> = seqs.clone().collect();
     let mut rbuf = sys::AlignedBuf::new(256 << 10);
@@ -420,13 +455,17 @@ pub fn dump(request: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, Transpor
         TransportError::Open(source) => TransportError::Dump { what, source },
         other => other,
     })?;
-    socket.send(request).map_err(|source| TransportError::Dump { what, source })?;
+    socket
+        .send(request)
+        .map_err(|source| TransportError::Dump { what, source })?;
     let portid = socket.portid();
     let mut out = Vec::new();
     let mut rbuf = sys::AlignedBuf::new(1 << 20);
     loop {
         let bytes = rbuf.bytes_mut();
-        let n = socket.recv_raw(bytes).map_err(|source| TransportError::Dump { what, source })?;
+        let n = socket
+            .recv_raw(bytes)
+            .map_err(|source| TransportError::Dump { what, source })?;
         if n == 0 {
             return Ok(out);
         }

@@ -19,6 +19,8 @@
 //! See `README.md` in this crate for a guide. Everything needs root (CAP_SYS_ADMIN and
 //! CAP_NET_ADMIN).
 
+#![warn(missing_docs)]
+
 pub mod addr;
 pub mod bitmask;
 pub mod cmd;

@@ -33,7 +33,12 @@ fn tcp(t: &Topology, to: SocketAddr, opts: &SendOpts) -> Result<(bool, String), 
     Ok((out == ConnectOutcome::Connected, format!("{out:?}")))
 }
 
-fn dns(t: &Topology, server: SocketAddr, tr: Transport, opts: &SendOpts) -> Result<(bool, String), String> {
+fn dns(
+    t: &Topology,
+    server: SocketAddr,
+    tr: Transport,
+    opts: &SendOpts,
+) -> Result<(bool, String), String> {
     let out = dns_query(t.client(), server, tr, opts).map_err(e)?;
     Ok(match out {
         DnsOutcome::Answered { by } => (true, format!("answered by {by}")),
@@ -42,14 +47,33 @@ fn dns(t: &Topology, server: SocketAddr, tr: Transport, opts: &SendOpts) -> Resu
 }
 
 fn probes(t: &Topology) -> Result<Vec<Row>, String> {
-    let opts = SendOpts { timeout: Some(Duration::from_millis(800)), ..SendOpts::default() };
-    let bound = SendOpts { bind_device: Some("eth0".into()), ..opts.clone() };
+    let opts = SendOpts {
+        timeout: Some(Duration::from_millis(800)),
+        ..SendOpts::default()
+    };
+    let bound = SendOpts {
+        bind_device: Some("eth0".into()),
+        ..opts.clone()
+    };
     let mut rows = Vec::new();
     let mut add = |probe: &str, expect_pass: bool, r: (bool, String)| {
-        rows.push(Row { probe: probe.into(), expect_pass, passed: r.0, detail: r.1 });
+        rows.push(Row {
+            probe: probe.into(),
+            expect_pass,
+            passed: r.0,
+            detail: r.1,
+        });
     };
-    add("tcp to the VPN gateway 198.51.100.1:443", true, tcp(t, sa(GATEWAY_V4, 443), &opts)?);
-    add("tcp to the LAN router 192.168.1.1:8080", true, tcp(t, sa(ROUTER_LAN_V4, 8080), &opts)?);
+    add(
+        "tcp to the VPN gateway 198.51.100.1:443",
+        true,
+        tcp(t, sa(GATEWAY_V4, 443), &opts)?,
+    );
+    add(
+        "tcp to the LAN router 192.168.1.1:8080",
+        true,
+        tcp(t, sa(ROUTER_LAN_V4, 8080), &opts)?,
+    );
     add(
         "tcp to 203.0.113.10:443 (through the tunnel)",
         true,
@@ -106,7 +130,9 @@ fn print_rows(title: &str, rows: &[Row], firewall: bool) -> bool {
 /// Runs the demo.
 pub fn run(bin: &std::path::Path) -> Result<(), String> {
     let b = BitmaskRoot::at(bin).map_err(e)?;
-    println!("Building a throwaway topology (client, LAN router, internet, VPN side behind tun0)...");
+    println!(
+        "Building a throwaway topology (client, LAN router, internet, VPN side behind tun0)..."
+    );
     let t = Topology::builder().tunnel(true).build().map_err(e)?;
     println!("namespaces: {}", t.namespace_names().join(", "));
     let _listeners = [
@@ -122,14 +148,24 @@ pub fn run(bin: &std::path::Path) -> Result<(), String> {
     ];
     print_rows("Without the kill switch:", &probes(&t)?, false);
 
-    println!("\n$ bitmask-root firewall start {GATEWAY_V4}   (in {})", t.client().name());
-    let out = b.start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)]).map_err(e)?;
+    println!(
+        "\n$ bitmask-root firewall start {GATEWAY_V4}   (in {})",
+        t.client().name()
+    );
+    let out = b
+        .start(t.client(), &[], &[IpAddr::V4(GATEWAY_V4)])
+        .map_err(e)?;
     print!("{}", out.stdout);
-    let ruleset = nft::table(t.client(), "inet", "bitmask").map_err(e)?.unwrap_or_default();
+    let ruleset = nft::table(t.client(), "inet", "bitmask")
+        .map_err(e)?
+        .unwrap_or_default();
     println!("\n$ nft list table inet bitmask\n{ruleset}");
     let ok = print_rows("With the kill switch:", &probes(&t)?, true);
     let isup = b.run(t.client(), &["firewall", "isup"]).map_err(e)?;
-    print!("\n$ bitmask-root firewall isup\n{}{}", isup.stdout, isup.stderr);
+    print!(
+        "\n$ bitmask-root firewall isup\n{}{}",
+        isup.stdout, isup.stderr
+    );
     let stop = b.stop(t.client()).map_err(e)?;
     print!("$ bitmask-root firewall stop\n{}", stop.stdout);
     drop(t);

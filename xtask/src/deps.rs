@@ -46,19 +46,36 @@ pub fn root() -> bool {
 /// Installs the missing packages of `lists`, or explains how when it cannot.
 pub fn ensure(lists: &[&[&str]]) -> Result<(), String> {
     if !Path::new("/etc/debian_version").exists() {
-        eprintln!("xtask: not a Debian system; make sure these are installed: {}", lists.concat().join(" "));
+        eprintln!(
+            "xtask: not a Debian system; make sure these are installed: {}",
+            lists.concat().join(" ")
+        );
         return Ok(());
     }
-    let missing: Vec<&str> = lists.concat().into_iter().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = lists
+        .concat()
+        .into_iter()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let cmd = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
+    let cmd = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
     if !is_root() {
-        return Err(format!("missing system packages: {}; install them with: sudo {cmd}", missing.join(" ")));
+        return Err(format!(
+            "missing system packages: {}; install them with: sudo {cmd}",
+            missing.join(" ")
+        ));
     }
     eprintln!("xtask: installing {}", missing.join(" "));
-    crate::run(Command::new("apt-get").args(["update", "-qq"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     crate::run(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])

@@ -2,6 +2,8 @@
 
 mod demo;
 mod deps;
+mod fuzz;
+mod netns_test;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,7 +24,9 @@ TASKS:
 
 /// Runs a command, failing with its name when it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -32,7 +36,10 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn cargo() -> Command {
@@ -42,12 +49,21 @@ fn cargo() -> Command {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Builds the binary (debug) and returns its path.
 pub fn build_binary() -> Result<PathBuf, String> {
-    run(cargo().args(["build", "--quiet", "-p", "bitmask-root", "--bin", "bitmask-root"]))?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "bitmask-root",
+        "--bin",
+        "bitmask-root",
+    ]))?;
     Ok(target_dir().join("debug").join("bitmask-root"))
 }
 
@@ -65,10 +81,51 @@ fn test() -> Result<(), String> {
     deps::ensure(&[deps::BUILD, deps::TEST])?;
     need_root("test")?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let bin = build_binary()?;
-    run(cargo().args(["test", "--workspace"]).env("BITMASK_ROOT_BIN", &bin))?;
-    Ok(())
+    // Unit and doc tests of every crate but the namespace harness.
+    run(cargo().args(["test", "--workspace", "--exclude", "netns-tests"]))?;
+    // The harness's own tests and every namespace test file but the leak matrix...
+    let mut args: Vec<String> = ["test", "-p", "netns-tests", "--lib"].map(String::from).to_vec();
+    for name in namespace_test_files()? {
+        if name != "leak_matrix" {
+            args.extend(["--test".to_string(), name]);
+        }
+    }
+    run(cargo().args(&args).env("BITMASK_ROOT_BIN", &bin))?;
+    // ...which runs last, with its report.
+    netns_test::run(&bin)
+}
+
+/// The integration test files of netns-tests (without `.rs`).
+fn namespace_test_files() -> Result<Vec<String>, String> {
+    let dir = root().join("netns-tests").join("tests");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|x| x == "rs") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn netns_test_task() -> Result<(), String> {
+    deps::ensure(&[deps::BUILD, deps::TEST])?;
+    need_root("netns-test")?;
+    let bin = build_binary()?;
+    netns_test::run(&bin)
 }
 
 fn demo() -> Result<(), String> {
@@ -83,6 +140,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(),
+        Some("netns-test") => netns_test_task(),
+        Some("fuzz") => deps::ensure(&[deps::BUILD]).and_then(|()| fuzz::run()),
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");
             Ok(())
