@@ -477,6 +477,7 @@ pub fn run(inv: Invocation) -> Outcome {
                 return Ok(0);
             }
             need_root()?;
+            crate::engine::guard_namespace().map_err(fail)?;
             match crate::openvpn::start(&args, &env) {
                 Ok(never) => match never {},
                 Err(e) => Err((e.exit_code(), e.to_string())),
@@ -484,6 +485,7 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::OpenvpnStop => {
             need_root()?;
+            crate::engine::guard_namespace().map_err(fail)?;
             let outcome = crate::openvpn::stop().map_err(|e| (e.exit_code(), e.to_string()))?;
             let msg = match outcome {
                 crate::openvpn::StopOutcome::Stopped { pid } => {

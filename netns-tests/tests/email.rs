@@ -502,14 +502,18 @@ fn vpn_and_email_firewalls_leave_each_other_intact_in_every_order() {
             let before = table(client, untouched);
             let args = step.args();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let t0 = std::time::Instant::now();
             bin.ok(client, &args);
+            eprintln!("{step:?} took {:?}", t0.elapsed());
             assert_eq!(
                 table(client, untouched),
                 before,
                 "{order:?}: {step:?} changed {untouched}"
             );
             up = next;
+            let t0 = std::time::Instant::now();
             let (code, msg) = bin.isup(client, "firewall");
+            eprintln!("isup took {:?}", t0.elapsed());
             assert_eq!(
                 code == Some(0),
                 up.0,
@@ -523,8 +527,10 @@ fn vpn_and_email_firewalls_leave_each_other_intact_in_every_order() {
             );
             if let (true, Some(uid)) = up {
                 assert!(msg.contains(&format!("uid {uid}")), "{msg}");
+                let t0 = std::time::Instant::now();
                 let mut r = Round::default();
                 r.local(client, &l, &LOOPBACK, &[MAIL_UID, OTHER_UID, 0], up.1);
+                eprintln!("round took {:?}", t0.elapsed());
                 r.check(&l, &format!("{order:?} after {step:?}: both firewalls up"));
             }
         }

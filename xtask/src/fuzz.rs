@@ -1,7 +1,7 @@
 //! `cargo xtask fuzz`: runs the `validate` fuzz target (fuzz/, its own workspace) for a
 //! bounded time and fails if the fuzzer finds a crash.
 //!
-//! Needs `cargo install cargo-fuzz`. Only a stable toolchain is required: the sanitizer
+//! Installs cargo-fuzz from crates.io when it is missing. Only a stable toolchain is required: the sanitizer
 //! flags cargo-fuzz passes are unlocked with `RUSTC_BOOTSTRAP=1`. The time bound is
 //! `BMR_FUZZ_SECONDS` (default 60); crashes land in `fuzz/artifacts/validate/`.
 
@@ -30,7 +30,9 @@ pub fn run() -> Result<(), String> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !have {
-        return Err("cargo-fuzz is not installed: run `cargo install cargo-fuzz`".into());
+        eprintln!("xtask: installing cargo-fuzz from crates.io");
+        crate::run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))
+            .map_err(|e| format!("{e}; install it by hand with `cargo install cargo-fuzz`"))?;
     }
     let corpus = fuzz_dir.join("corpus").join("validate");
     let status = Command::new("cargo")
