@@ -17,6 +17,7 @@
 //! render ID PATH          write the nft text the library renders for ID (to compare with --dry-run)
 //! start ID                time firewall::start (discovery, plan, one transaction, read back)
 //! stop | status           time firewall::stop / firewall::status
+//! phases ID              time start's parts apart: discover= plan= encode= commit= readback=
 //! floor ID                time a batch of add+delete empty-table pairs as large as ID's batch
 //! floor0                  time the smallest batch: add and delete one empty table
 //! hookfloor               time replacing an empty table holding our three base chains
@@ -38,6 +39,7 @@ use bitmask_root::discovery::{self, Network};
 use bitmask_root::engine::{self, REQUIRE_NETNS_ENV};
 use bitmask_root::firewall;
 use bitmask_root::policy::{self, Policy};
+use bitmask_root::readback;
 use bitmask_root::transport::{self, Encoded};
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
@@ -121,6 +123,7 @@ impl Server {
             ["start", id] => self.start(id),
             ["stop"] => self.stop(),
             ["status"] => self.status(),
+            ["phases", id] => self.phases(id),
             ["floor", id] => self.floor(id),
             ["floor0"] => timed_commit(&floor_pairs(1)),
             ["hookfloor-setup"] => untimed_commit(&hooked_table(false)),
@@ -195,6 +198,39 @@ impl Server {
         let ns = t.elapsed().as_nanos();
         let up = r.map_err(|e| e.to_string())?.is_up();
         Ok(format!("ns={ns} up={up}"))
+    }
+
+    /// Times the parts of a start one by one, as `engine::apply` runs them: discovery, the
+    /// pure plan, the encoding (the expected snapshot, its fingerprint and the batch), the
+    /// commit, and the read-back with its comparison.
+    fn phases(&self, id: &str) -> Result<String, String> {
+        let policy = self.policy(id)?;
+        check_namespace()?;
+        let t = Instant::now();
+        let net = self.rt.block_on(discovery::discover()).map_err(|e| e.to_string())?;
+        let discover = t.elapsed().as_nanos();
+        let t = Instant::now();
+        let rs = firewall::plan(policy, &net).map_err(|e| e.to_string())?;
+        let plan = t.elapsed().as_nanos();
+        let t = Instant::now();
+        let expected = readback::snapshot_of(&rs).map_err(|e| e.to_string())?;
+        let fp = expected.fingerprint();
+        let comment = readback::comment_for(&rs.record, fp);
+        let enc = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
+        let encode = t.elapsed().as_nanos();
+        let t = Instant::now();
+        transport::commit(&enc).map_err(|e| e.to_string())?;
+        let commit = t.elapsed().as_nanos();
+        let t = Instant::now();
+        let back = readback::read_table(&rs.table).map_err(|e| e.to_string())?;
+        let same = back.is_some_and(|k| k.snapshot.fingerprint() == fp);
+        let readback = t.elapsed().as_nanos();
+        if !same {
+            return Err("the table read back differs".into());
+        }
+        Ok(format!(
+            "discover={discover} plan={plan} encode={encode} commit={commit} readback={readback}"
+        ))
     }
 
     /// Times the size-matched floor batch of policy `id`.

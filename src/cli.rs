@@ -40,6 +40,15 @@ FIREWALL:
     isup               Exit 0 only if the firewall is up, untouched, and planned for the
                        network as it is now; otherwise say why and exit 1.
 
+FW-EMAIL (its own table, inet bitmask_email, independent of the firewall's):
+    start UID          Let only user UID (a numeric uid, or a user name from /etc/passwd)
+                       reach the local mail proxies, tcp ports 1984 (IMAP) and 2013 (SMTP),
+                       through lo, IPv4 and IPv6; refuse every other user (root too, unless
+                       UID is 0) and every connection from another interface. On a running
+                       email firewall, replace it atomically. A bad UID exits 2.
+    stop               Remove it (exit 0 also when it was not running).
+    isup               Exit 0 only if it is up and untouched; otherwise say why and exit 1.
+
 OPTIONS (before the command):
     --udp              DNS goes to 10.42.0.1, the resolver of UDP gateways (the default).
     --tcp              DNS goes to 10.41.0.1, the resolver of TCP gateways.
@@ -69,6 +78,7 @@ EXAMPLES:
     sudo bitmask-root firewall start 198.51.100.7 2001:db8::7
     bitmask-root --dry-run --lan off firewall start 198.51.100.7
     sudo bitmask-root firewall isup || echo \"not protected\"
+    sudo bitmask-root fw-email start \"$(id -u)\"
 ";
 
 /// A usage error: exit 2.

@@ -15,6 +15,11 @@
 //! port 1984 or 2013) leave untouched, whoever owns the listening socket. Other ports are not
 //! touched at all.
 //!
+//! A refused connection gets a TCP reset, so the client sees "connection refused" at once. (The
+//! original's ICMP port-unreachable, generated while the local `connect()` still holds its
+//! socket, is only noted as a soft error, and the refusal comes a second later, with the
+//! retransmitted SYN.)
+//!
 //! ```
 //! use bitmask_root::{email, engine};
 //! let uid = email::parse_uid("1000").unwrap();
@@ -244,7 +249,7 @@ fn filter_chain(name: &str, hook: Hook, rules: Vec<Rule>) -> Chain {
 fn input_rules() -> Vec<Rule> {
     let lo = || Match::Iif(IfPattern::exact("lo"));
     let accept = PORTS.map(|p| Rule::new([lo(), Match::Dport(L4::Tcp, p)], Action::Accept));
-    let reject = PORTS.map(|p| Rule::new([Match::Dport(L4::Tcp, p)], Action::Reject));
+    let reject = PORTS.map(|p| Rule::new([Match::Dport(L4::Tcp, p)], Action::RejectTcpReset));
     accept.into_iter().chain(reject).collect()
 }
 
@@ -256,7 +261,7 @@ fn output_rules(uid: u32) -> Vec<Rule> {
             Action::Accept,
         )
     });
-    let reject = PORTS.map(|p| Rule::new([lo(), Match::Dport(L4::Tcp, p)], Action::Reject));
+    let reject = PORTS.map(|p| Rule::new([lo(), Match::Dport(L4::Tcp, p)], Action::RejectTcpReset));
     accept.into_iter().chain(reject).collect()
 }
 
@@ -407,16 +412,16 @@ mod tests {
 \t\ttype filter hook input priority filter; policy accept;
 \t\tiifname \"lo\" tcp dport 1984 accept
 \t\tiifname \"lo\" tcp dport 2013 accept
-\t\ttcp dport 1984 reject
-\t\ttcp dport 2013 reject
+\t\ttcp dport 1984 reject with tcp reset
+\t\ttcp dport 2013 reject with tcp reset
 \t}
 
 \tchain output {
 \t\ttype filter hook output priority filter; policy accept;
 \t\toifname \"lo\" meta skuid 1000 tcp dport 1984 accept
 \t\toifname \"lo\" meta skuid 1000 tcp dport 2013 accept
-\t\toifname \"lo\" tcp dport 1984 reject
-\t\toifname \"lo\" tcp dport 2013 reject
+\t\toifname \"lo\" tcp dport 1984 reject with tcp reset
+\t\toifname \"lo\" tcp dport 2013 reject with tcp reset
 \t}
 }
 ";

@@ -82,9 +82,13 @@ impl BitmaskRoot {
     /// SIGKILLs the `bitmask-root` process started by [`BitmaskRoot::spawn`] (itself, not
     /// its wrapper); returns whether it was found still running.
     pub fn kill(&self, running: &mut Running) -> bool {
-        let found = running.descendants().into_iter().find(|pid| {
+        let is_bin = |pid: &u32| {
             std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == self.path)
-        });
+        };
+        // `ip netns exec` execs the binary in place; a wrapper would make it a descendant.
+        let found = std::iter::once(running.pid())
+            .chain(running.descendants())
+            .find(is_bin);
         match found {
             Some(pid) => {
                 let ok = crate::sys::sigkill(pid).is_ok();

@@ -559,7 +559,9 @@ fn case08_crash_atomicity() {
         };
         *tally.entry(state).or_default() += 1;
         if !killed {
-            *tally.entry("(start had already finished)").or_default() += 1;
+            *tally
+                .entry("(not killed: before exec or after exit)")
+                .or_default() += 1;
         }
         case.check(
             state != "IN BETWEEN",

@@ -1,0 +1,200 @@
+//! `cargo xtask bench`: how fast the firewall is applied, replaced, stopped and checked,
+//! side by side with what a user would use instead (`nft -f` of the same rules, the original's
+//! one-`iptables`-process-per-rule way, `iptables-restore`), with the kernel's own floor, the
+//! library call an embedding client pays, the processes each command starts, peak RSS, the
+//! binary's size, and the packet rate through the chain at 1 and 10,000 gateways.
+//!
+//! Everything runs inside a throwaway network namespace (`bmr-bench-PID`, see [`lab`]) that is
+//! deleted on every exit path; `BITMASK_ROOT_REQUIRE_NETNS` is set to this machine's namespace
+//! so the binary and the library refuse to act there. Results: a table on stdout,
+//! `docs/bench.md` and `docs/bench.svg` (with `--quick`: `target/bench-quick/`).
+//!
+//! Method: every competitor of one gateway count runs once per round, in one process, in an
+//! order that is reversed every other round (A B C, C B A, ...), so slow drift of this shared
+//! machine hits all of them alike; before each timed run its starting state (clean, our table
+//! up, the iptables rules up) is rebuilt the same way. Medians over the rounds after the
+//! warm-up rounds; ratios are taken between medians of the same run.
+
+mod chart;
+mod helper;
+mod iptables;
+mod lab;
+mod proc;
+mod report;
+mod stats;
+mod suite;
+mod sys;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The command-line options of `cargo xtask bench`.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Measured rounds per gateway count (after warm-up).
+    pub runs: usize,
+    /// Warm-up rounds, discarded.
+    pub warmup: usize,
+    /// Gateway counts, IPv4 only.
+    pub sizes: Vec<usize>,
+    /// Gateway counts of the IPv4/IPv6 mix.
+    pub mix_sizes: Vec<usize>,
+    /// The largest gateway count for the per-rule iptables way.
+    pub iptables_rules_max: usize,
+    /// Datagrams per flood, and its time bound in ms.
+    pub flood_packets: u64,
+    /// See `flood_packets`.
+    pub flood_ms: u64,
+    /// Rounds of the packet-rate measurement.
+    pub flood_rounds: usize,
+    /// Where bench.md and bench.svg go.
+    pub out: PathBuf,
+    /// Whether this is the quick variant.
+    pub quick: bool,
+}
+
+const USAGE: &str = "\
+cargo xtask bench [--quick] [--runs N] [--warmup N] [--sizes 1,50,...] [--out DIR]
+
+Benchmarks bitmask-root against nft -f and the iptables way, inside a throwaway network
+namespace (needs root). Writes docs/bench.md and docs/bench.svg (--quick: a fast check with
+fewer runs and sizes, written to target/bench-quick/). About 5-10 minutes; --quick about 1.
+";
+
+impl Opts {
+    fn full() -> Opts {
+        Opts {
+            runs: 21,
+            warmup: 3,
+            sizes: vec![1, 50, 1_000, 10_000],
+            mix_sizes: vec![50, 1_000, 10_000],
+            iptables_rules_max: 50,
+            flood_packets: 200_000,
+            flood_ms: 1_000,
+            flood_rounds: 5,
+            out: workspace().join("docs"),
+            quick: false,
+        }
+    }
+
+    fn quick() -> Opts {
+        Opts {
+            runs: 5,
+            warmup: 1,
+            sizes: vec![1, 50, 10_000],
+            mix_sizes: vec![1_000],
+            iptables_rules_max: 1,
+            flood_packets: 30_000,
+            flood_ms: 300,
+            flood_rounds: 2,
+            out: target_dir().join("bench-quick"),
+            quick: true,
+        }
+    }
+
+    /// Parses the arguments after `bench`.
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = if args.iter().any(|a| a == "--quick") { Opts::quick() } else { Opts::full() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"));
+            match a.as_str() {
+                "--quick" => {}
+                "--runs" => o.runs = number(value()?)?.max(1),
+                "--warmup" => o.warmup = number(value()?)?,
+                "--sizes" => o.sizes = list(value()?)?,
+                "--mix-sizes" => o.mix_sizes = list(value()?)?,
+                "--out" => o.out = PathBuf::from(value()?),
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
+            }
+        }
+        if o.sizes.is_empty() {
+            return Err("--sizes needs at least one gateway count".into());
+        }
+        Ok(o)
+    }
+}
+
+fn number(s: &str) -> Result<usize, String> {
+    s.replace('_', "").parse().map_err(|_| format!("{s:?} is not a number"))
+}
+
+fn list(s: &str) -> Result<Vec<usize>, String> {
+    let v: Vec<usize> = s.split(',').filter(|w| !w.is_empty()).map(number).collect::<Result<_, _>>()?;
+    if let Some(bad) = v.iter().find(|&&n| n == 0 || n > 16_384) {
+        return Err(format!("gateway count {bad} is out of range (1 to 16384)"));
+    }
+    Ok(v)
+}
+
+/// The workspace root (the parent of `xtask/`).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// The release binary and helper built for the bench.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// `target/release/bitmask-root`.
+    pub bin: PathBuf,
+    /// `target/release/examples/bench_lib`.
+    pub helper: PathBuf,
+}
+
+/// Builds the binary and the helper in release mode.
+fn build() -> Result<Built, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("bench: building bitmask-root and the bench helper (release)");
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--quiet", "--release", "-p", "bitmask-root"])
+        .args(["--bin", "bitmask-root", "--example", "bench_lib"])
+        .status()
+        .map_err(|e| format!("could not run cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build --release failed ({status})"));
+    }
+    let release = target_dir().join("release");
+    Ok(Built { bin: release.join("bitmask-root"), helper: release.join("examples").join("bench_lib") })
+}
+
+/// Fails unless the tools the bench drives are installed and this is root.
+fn preflight() -> Result<(), String> {
+    if sys::euid() != 0 {
+        return Err("cargo xtask bench creates network namespaces and needs root (sudo -E cargo xtask bench)".into());
+    }
+    for tool in ["ip", "nft", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|d| d.join(tool).is_file());
+        if !found {
+            return Err(format!("{tool} is not installed (apt-get install iproute2 nftables iptables)"));
+        }
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench [OPTIONS]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let opts = Opts::parse(args)?;
+    preflight()?;
+    let built = build()?;
+    // Before any thread exists: the protected namespace, inherited by every child.
+    let root_ino = lab::ns_ino("/proc/self/ns/net")?;
+    std::env::set_var("BITMASK_ROOT_REQUIRE_NETNS", root_ino.to_string());
+    sys::install_interrupt_handler().map_err(|e| format!("signal handler: {e}"))?;
+    lab::remove_stale();
+    let results = {
+        let lab = lab::Lab::create(root_ino)?;
+        suite::run_in_namespace(&lab, &built, &opts)?
+        // `lab` drops here: both namespaces and the scratch directory are deleted.
+    };
+    report::publish(&results, &opts)
+}
