@@ -20,6 +20,7 @@
 //! phases ID              time start's parts apart: discover= plan= encode= commit= readback=
 //! floor ID                time a batch of add+delete empty-table pairs as large as ID's batch
 //! floor0                  time the smallest batch: add and delete one empty table
+//! flooradd                time a batch that only adds an empty table (nothing deleted)
 //! hookfloor               time replacing an empty table holding our three base chains
 //! hookfloor-setup         create that table (untimed)
 //! reset                   delete every table the bench creates (untimed)
@@ -126,6 +127,7 @@ impl Server {
             ["phases", id] => self.phases(id),
             ["floor", id] => self.floor(id),
             ["floor0"] => timed_commit(&floor_pairs(1)),
+            ["flooradd"] => timed_commit(&add_only()),
             ["hookfloor-setup"] => untimed_commit(&hooked_table(false)),
             ["hookfloor"] => timed_commit(&hooked_table(true)),
             ["reset"] => untimed_commit(&reset_batch()?),
@@ -269,6 +271,14 @@ fn floor_pairs(pairs: usize) -> Encoded {
         labels.push("floor delete".to_string());
     }
     Encoded { batch: batch.finalize(), labels }
+}
+
+/// A batch that only adds the empty floor table: a transaction that deletes nothing.
+fn add_only() -> Encoded {
+    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    batch.add(&table, MsgType::Add);
+    Encoded { batch: batch.finalize(), labels: vec!["floor add only".to_string()] }
 }
 
 /// The floor table with empty base chains on our three hooks (filter output, nat output, nat

@@ -87,7 +87,18 @@ pub enum Match {
     Sport(L4, u16),
     /// The socket's owner (`meta skuid 1000`).
     SkUid(u32),
+    /// The IPv6 hop limit (`ip6 hoplimit 255`).
+    HopLimit(u8),
+    /// The ICMPv6 type (`icmpv6 type nd-neighbor-solicit`).
+    Icmpv6Type(u8),
 }
+
+/// ICMPv6 router solicitation.
+pub const ND_ROUTER_SOLICIT: u8 = 133;
+/// ICMPv6 neighbour solicitation.
+pub const ND_NEIGHBOR_SOLICIT: u8 = 135;
+/// ICMPv6 neighbour advertisement.
+pub const ND_NEIGHBOR_ADVERT: u8 = 136;
 
 /// What a rule does when it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -414,8 +425,14 @@ fn default_output(policy: &Policy, net: &Network, sets: &[Set]) -> Vec<Rule> {
             [Daddr(all_dhcp6), Sport(L4::Udp, 546), Dport(L4::Udp, 547)],
             Accept,
         ));
-        // Neighbour discovery, router solicitation and MLD: ICMPv6 to link-local unicast and
-        // link-scope multicast, which no router forwards.
+        // Neighbour discovery, whatever the addresses (a neighbour may solicit from its ULA or
+        // global address, and expects the answer there). Hop limit 255 is what RFC 4861 sends
+        // and requires of a receiver, so these never leave the link in a useful form.
+        for t in [ND_ROUTER_SOLICIT, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT] {
+            r.push(Rule::new([HopLimit(255), Icmpv6Type(t)], Accept));
+        }
+        // Everything else ICMPv6 (MLD, link-local echo) to link-local unicast and link-scope
+        // multicast, which no router forwards.
         for p in [
             v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
             v6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0), 16),

@@ -118,6 +118,19 @@ fn match_text(m: &Match) -> String {
         Match::Dport(l4, port) => format!("{} dport {port}", l4.name()),
         Match::Sport(l4, port) => format!("{} sport {port}", l4.name()),
         Match::SkUid(uid) => format!("meta skuid {uid}"),
+        Match::HopLimit(h) => format!("ip6 hoplimit {h}"),
+        Match::Icmpv6Type(t) => format!("icmpv6 type {}", icmpv6_type_name(*t)),
+    }
+}
+
+fn icmpv6_type_name(t: u8) -> String {
+    match t {
+        133 => "nd-router-solicit".into(),
+        134 => "nd-router-advert".into(),
+        135 => "nd-neighbor-solicit".into(),
+        136 => "nd-neighbor-advert".into(),
+        137 => "nd-redirect".into(),
+        n => n.to_string(),
     }
 }
 
@@ -213,6 +226,9 @@ mod tests {
 		tcp dport 53 reject
 		udp sport 68 udp dport 67 accept
 		ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept
+		ip6 hoplimit 255 icmpv6 type nd-router-solicit accept
+		ip6 hoplimit 255 icmpv6 type nd-neighbor-solicit accept
+		ip6 hoplimit 255 icmpv6 type nd-neighbor-advert accept
 		ip6 daddr fe80::/10 meta l4proto ipv6-icmp accept
 		ip6 daddr ff02::/16 meta l4proto ipv6-icmp accept
 		oifname "eth0" ip daddr 192.168.1.0/24 accept

@@ -17,9 +17,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nftnl::expr::{
-    Bitwise, Cmp, CmpOp, IcmpCode, Immediate, InterfaceName, Ipv4HeaderField, Ipv6HeaderField,
-    Lookup, Masquerade, Meta, Nat, NatType, NetworkHeaderField, Payload, Register, RejectionType,
-    TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
+    Bitwise, Cmp, CmpOp, IcmpCode, Icmpv6HeaderField, Immediate, InterfaceName, Ipv4HeaderField,
+    Ipv6HeaderField, Lookup, Masquerade, Meta, Nat, NatType, NetworkHeaderField, Payload, Register,
+    RejectionType, TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
 };
 use nftnl::set::Set as NftSet;
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
@@ -350,6 +350,20 @@ fn encode_rule(
                 };
                 rule.add_expr(&Payload::Transport(field));
                 rule.add_expr(&Cmp::new(CmpOp::Eq, port.to_be()));
+            }
+            Match::HopLimit(h) => {
+                need_nfproto(rule, &mut nfproto, Family::V6);
+                rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(
+                    Ipv6HeaderField::HopLimit,
+                )));
+                rule.add_expr(&Cmp::new(CmpOp::Eq, *h));
+            }
+            Match::Icmpv6Type(t) => {
+                need_l4(rule, &mut l4, crate::plan::IPPROTO_ICMPV6);
+                rule.add_expr(&Payload::Transport(TransportHeaderField::Icmpv6(
+                    Icmpv6HeaderField::Type,
+                )));
+                rule.add_expr(&Cmp::new(CmpOp::Eq, *t));
             }
             Match::SkUid(uid) => {
                 rule.add_expr(&Meta::SkUid);

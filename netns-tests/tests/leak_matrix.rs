@@ -16,7 +16,7 @@ use netns_tests::addr::*;
 use netns_tests::nft;
 use netns_tests::probe::dns::{dns_query, DnsResponder, Transport};
 use netns_tests::probe::icmp::{icmp_echo, EchoOutcome};
-use netns_tests::probe::tap::{proto, Tap};
+use netns_tests::probe::tap::{proto, Packet, Tap};
 use netns_tests::probe::udp::{udp_send, UdpListener, UdpStream};
 use netns_tests::probe::SETTLE;
 use netns_tests::report::Case;
@@ -213,7 +213,7 @@ fn case04_ipv6() {
     let mut case = Case::begin(
         4,
         "IPv6",
-        "tcp/udp/ICMPv6 echo to an internet host: nothing arrives; neighbour discovery and link-local ping to the router work; ULA LAN and an IPv6 gateway reachable",
+        "tcp/udp/ICMPv6 echo to an internet host: nothing arrives; neighbour discovery (the client's, and the router's from its ULA and from a public LAN prefix) and a link-local ping to the router work; ULA LAN and an IPv6 gateway reachable",
     );
     let b = bin();
     let gws = vec![v4(GATEWAY_V4), IpAddr::V6(GATEWAY_V6)];
@@ -227,6 +227,22 @@ fn case04_ipv6() {
     let tap = Tap::start(t.router(), "lan0").expect("tap");
     let o = SendOpts::default();
     probe(t.client(), &host, None, &o, true).check(&mut case, "baseline without firewall", true);
+    // A public prefix on the LAN too, as ISPs delegate (documentation range here).
+    t.client()
+        .ip(&["addr", "add", "2001:db8:100::2/64", "dev", "eth0", "nodad"])
+        .expect("addr");
+    t.router()
+        .ip(&["addr", "add", "2001:db8:100::1/64", "dev", "lan0", "nodad"])
+        .expect("addr");
+    t.internet()
+        .ip(&[
+            "route",
+            "add",
+            "2001:db8:100::/64",
+            "via",
+            "2001:db8:ffff:1::2",
+        ])
+        .expect("route");
 
     start(&b, t.client(), &[], &gws);
     tap.clear();
@@ -264,6 +280,24 @@ fn case04_ipv6() {
         resolved,
         "the router's link-local address is resolved (lladdr)",
     );
+
+    for (client, label) in [
+        (CLIENT_LAN_V6, "router solicits from its ULA"),
+        (
+            Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2),
+            "router solicits from its global address",
+        ),
+    ] {
+        let nd = router_nd(&t, &tap, client);
+        case.seen(format!(
+            "{label}: solicitations={} advertisements from the client={} entry: {}",
+            nd.0, nd.1, nd.2
+        ));
+        case.check(
+            nd.0 >= 1 && nd.1 >= 1,
+            format!("{label}: the client answers"),
+        );
+    }
 
     probe(t.client(), &lan6, None, &o, true).check(&mut case, "ULA LAN fd00:1::1", true);
     probe(t.client(), &gw6, None, &o, true).check(&mut case, "IPv6 gateway 2001:db8:2::1", true);
@@ -913,26 +947,31 @@ fn case11_isup() {
     case.pass();
 }
 
-/// Flushes the router's IPv6 neighbours and makes it talk to the client's ULA: returns the
-/// solicitations it sent, the advertisements the client sent back, and the router's entry.
-fn router_nd(t: &Topology, tap: &Tap) -> (usize, usize, String) {
+/// Flushes the router's IPv6 neighbours and makes it send to `client` (an address of the
+/// client on the LAN; the router's solicitation then comes from its own address in the same
+/// prefix): returns the solicitations it sent, the advertisements the client sent back, and
+/// the router's neighbour entry.
+fn router_nd(t: &Topology, tap: &Tap, client: Ipv6Addr) -> (usize, usize, String) {
     t.router()
         .ip(&["-6", "neigh", "flush", "dev", "lan0"])
         .expect("flush");
     tap.clear();
-    let _ = udp_send(
-        t.router(),
-        sa(CLIENT_LAN_V6, 9),
-        b"nd",
-        &SendOpts::default(),
-    );
+    let _ = udp_send(t.router(), sa(client, 9), b"nd", &SendOpts::default());
+    let is_ns = |p: &Packet| !p.inbound && p.proto == proto::ICMPV6 && p.icmp_type == Some(135);
+    tap.wait_for(1, WAIT, is_ns);
+    let sources: Vec<IpAddr> = tap.matching(is_ns).iter().map(|p| p.src).collect();
+    // Advertisements answering those solicitations (sent to their source).
     let na = tap.wait_for(1, WAIT, |p| {
-        p.inbound && p.proto == proto::ICMPV6 && p.icmp_type == Some(136)
+        p.inbound
+            && p.proto == proto::ICMPV6
+            && p.icmp_type == Some(136)
+            && sources.contains(&p.dst)
     });
-    let ns = tap.count(|p| !p.inbound && p.proto == proto::ICMPV6 && p.icmp_type == Some(135));
+    let ns = sources.len();
+
     let entry = t
         .router()
-        .ip(&["-6", "neigh", "show", "fd00:1::2"])
+        .ip(&["-6", "neigh", "show", &client.to_string()])
         .expect("neigh");
     (ns, na, entry.trim().to_string())
 }
@@ -950,7 +989,7 @@ fn case12_lan_off() {
     let lan6 = Host::start(t.router(), ROUTER_LAN_V6);
     let dhcp = UdpListener::start(t.router(), sa(Ipv4Addr::UNSPECIFIED, 67)).expect("udp");
     let tap = Tap::start(t.router(), "lan0").expect("tap");
-    let nd = router_nd(&t, &tap);
+    let nd = router_nd(&t, &tap, CLIENT_LAN_V6);
     case.seen(format!(
         "baseline ND without firewall: NS={} NA={} entry: {}",
         nd.0, nd.1, nd.2
@@ -995,7 +1034,7 @@ fn case12_lan_off() {
     case.expect_count("DHCPv6 solicit on the LAN wire", n, 1);
 
     // Router-initiated neighbour discovery: the client must answer with an advertisement.
-    let nd = router_nd(&t, &tap);
+    let nd = router_nd(&t, &tap, CLIENT_LAN_V6);
     case.seen(format!(
         "router NS to fd00:1::2: solicitations={} advertisements from the client={} entry: {}",
         nd.0, nd.1, nd.2

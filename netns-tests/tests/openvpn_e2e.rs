@@ -248,18 +248,22 @@ fn client_args(t: &TempDir) -> Vec<String> {
     a
 }
 
-/// `ip netns exec NS bitmask-root ARGS` for the `openvpn` commands. Not through
-/// `BitmaskRoot::command`, which may wrap the binary in a private PID namespace (where PID
-/// 1's namespace is unreadable): `openvpn start` and `openvpn stop` must share one PID
-/// namespace, as they do on a real system, for the pid file to mean anything. The invoking
-/// user is root (so `BITMASK_ROOT_RUN_DIR` is honoured) unless the caller sets `PKEXEC_UID`.
+/// `ip netns exec NS bitmask-root ARGS` for the `openvpn` commands, with the run directory
+/// of this test. The binary refuses to touch the test process's own namespace
+/// (`BITMASK_ROOT_REQUIRE_NETNS`). The invoking user is root (so `BITMASK_ROOT_RUN_DIR` is
+/// honoured) unless the caller sets `PKEXEC_UID`.
 fn bitmask_cmd(bin: &BitmaskRoot, ns: &Netns, t: &TempDir, args: &[String]) -> Command {
     ns.ensure_isolated().expect("isolated namespace");
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns.name()])
         .arg(bin.path())
         .args(args)
-        .env(netns_tests::bitmask::REQUIRE_NETNS_ENV, "1")
+        .env(
+            netns_tests::bitmask::REQUIRE_NETNS_ENV,
+            netns_tests::bitmask::protected_inode()
+                .expect("inode of this process's namespace")
+                .to_string(),
+        )
         .env("BITMASK_ROOT_RUN_DIR", t.path("run"))
         .env_remove("PKEXEC_UID")
         .env_remove("SUDO_UID");

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use super::suite::{Family, Group, Op};
 
 /// The competitors drawn, in legend order.
-const DRAWN: [Op; 9] = [
+const DRAWN: [Op; 10] = [
     Op::IptRules,
     Op::IptRestore,
     Op::NftStart,
@@ -18,6 +18,7 @@ const DRAWN: [Op; 9] = [
     Op::LibStart,
     Op::FloorSized,
     Op::Floor0,
+    Op::FloorAdd,
 ];
 
 /// A line: its label, colour, dashed or not, and points (gateways, ms).
@@ -33,6 +34,7 @@ fn colour(op: Op) -> RGBColor {
         Op::BinReplace => RGBColor(148, 103, 189),
         Op::LibStart => RGBColor(140, 86, 75),
         Op::FloorSized => RGBColor(127, 127, 127),
+        Op::FloorAdd => RGBColor(188, 189, 34),
         _ => RGBColor(0, 0, 0),
     }
 }
