@@ -87,7 +87,9 @@ fn check_namespace() -> Result<(), String> {
 }
 
 fn ino(path: &str) -> Result<u64, String> {
-    std::fs::metadata(path).map(|m| m.ino()).map_err(|e| format!("stat {path}: {e}"))
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| format!("stat {path}: {e}"))
 }
 
 /// Reads commands until `quit` or end of input.
@@ -96,8 +98,15 @@ fn serve() -> Result<(), String> {
         .enable_io()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let net = rt.block_on(discovery::discover()).map_err(|e| format!("discovery: {e}"))?;
-    let mut server = Server { rt, net, policies: HashMap::new(), floors: HashMap::new() };
+    let net = rt
+        .block_on(discovery::discover())
+        .map_err(|e| format!("discovery: {e}"))?;
+    let mut server = Server {
+        rt,
+        net,
+        policies: HashMap::new(),
+        floors: HashMap::new(),
+    };
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for line in stdin.lock().lines() {
@@ -110,7 +119,9 @@ fn serve() -> Result<(), String> {
             Ok(text) => format!("ok {text}"),
             Err(e) => format!("err {}", e.replace('\n', " ")),
         };
-        writeln!(out, "{answer}").and_then(|_| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+        writeln!(out, "{answer}")
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
     }
     Ok(())
 }
@@ -138,7 +149,9 @@ impl Server {
     }
 
     fn policy(&self, id: &str) -> Result<&Policy, String> {
-        self.policies.get(id).ok_or_else(|| format!("no policy {id}"))
+        self.policies
+            .get(id)
+            .ok_or_else(|| format!("no policy {id}"))
     }
 
     /// Loads a policy and prepares its size-matched floor batch.
@@ -161,7 +174,9 @@ impl Server {
         let floor_bytes = floor.bytes().len();
         self.floors.insert(id.to_string(), floor);
         self.policies.insert(id.to_string(), policy);
-        Ok(format!("bytes={bytes} messages={messages} floor_bytes={floor_bytes} floor_pairs={pairs}"))
+        Ok(format!(
+            "bytes={bytes} messages={messages} floor_bytes={floor_bytes} floor_pairs={pairs}"
+        ))
     }
 
     /// Writes the nft text the library renders for policy `id`.
@@ -209,7 +224,10 @@ impl Server {
         let policy = self.policy(id)?;
         check_namespace()?;
         let t = Instant::now();
-        let net = self.rt.block_on(discovery::discover()).map_err(|e| e.to_string())?;
+        let net = self
+            .rt
+            .block_on(discovery::discover())
+            .map_err(|e| e.to_string())?;
         let discover = t.elapsed().as_nanos();
         let t = Instant::now();
         let rs = firewall::plan(policy, &net).map_err(|e| e.to_string())?;
@@ -237,7 +255,10 @@ impl Server {
 
     /// Times the size-matched floor batch of policy `id`.
     fn floor(&self, id: &str) -> Result<String, String> {
-        let enc = self.floors.get(id).ok_or_else(|| format!("no floor for {id}"))?;
+        let enc = self
+            .floors
+            .get(id)
+            .ok_or_else(|| format!("no floor for {id}"))?;
         timed_commit(enc)
     }
 }
@@ -270,7 +291,10 @@ fn floor_pairs(pairs: usize) -> Encoded {
         labels.push("floor add".to_string());
         labels.push("floor delete".to_string());
     }
-    Encoded { batch: batch.finalize(), labels }
+    Encoded {
+        batch: batch.finalize(),
+        labels,
+    }
 }
 
 /// A batch that only adds the empty floor table: a transaction that deletes nothing.
@@ -278,7 +302,10 @@ fn add_only() -> Encoded {
     let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
     let mut batch = Batch::new();
     batch.add(&table, MsgType::Add);
-    Encoded { batch: batch.finalize(), labels: vec!["floor add only".to_string()] }
+    Encoded {
+        batch: batch.finalize(),
+        labels: vec!["floor add only".to_string()],
+    }
 }
 
 /// The floor table with empty base chains on our three hooks (filter output, nat output, nat
@@ -309,7 +336,10 @@ fn hooked_table(replace: bool) -> Encoded {
         batch.add(&chain, MsgType::Add);
         labels.push(format!("hookfloor chain {}", name.to_string_lossy()));
     }
-    Encoded { batch: batch.finalize(), labels }
+    Encoded {
+        batch: batch.finalize(),
+        labels,
+    }
 }
 
 /// One batch that deletes every table the bench may have created: ours, the floor's, and the
@@ -333,7 +363,10 @@ fn reset_batch() -> Result<Encoded, String> {
         labels.push(format!("reset add {name}"));
         labels.push(format!("reset delete {name}"));
     }
-    Ok(Encoded { batch: batch.finalize(), labels })
+    Ok(Encoded {
+        batch: batch.finalize(),
+        labels,
+    })
 }
 
 /// Sends `count` small UDP datagrams to `addr:port` as fast as one socket can, stopping after
@@ -348,7 +381,8 @@ fn flood(addr: &str, port: &str, count: &str, max_ms: &str) -> Result<String, St
         .parse()
         .map_err(|_| "bind address".to_string())?;
     let sock = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
-    sock.connect((ip, port)).map_err(|e| format!("connect {ip}: {e}"))?;
+    sock.connect((ip, port))
+        .map_err(|e| format!("connect {ip}: {e}"))?;
     let payload = [0u8; 16];
     let (mut sent, mut errors) = (0u64, 0u64);
     let t = Instant::now();

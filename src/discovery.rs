@@ -360,9 +360,6 @@ mod tests {
             "10.42.0.1"
         );
         let ten = Prefix::new("10.0.0.0".parse().unwrap(), 8);
-        assert!(
-            !ten.contains(&p)
-                && ten.contains(&Prefix::new("10.1.2.3".parse().unwrap(), 16))
-        );
+        assert!(!ten.contains(&p) && ten.contains(&Prefix::new("10.1.2.3".parse().unwrap(), 16)));
     }
 }

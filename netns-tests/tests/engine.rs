@@ -286,29 +286,49 @@ fn ipv6_only_and_ipv6_disabled_hosts() {
     let b = bin();
     for v6_only in [true, false] {
         let ns = Netns::create("fam").expect("namespace");
-        ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]).expect("veth");
+        ns.ip(&[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+        ])
+        .expect("veth");
         ns.ip(&["link", "set", "lo", "up"]).expect("lo");
         if v6_only {
-            ns.ip(&["addr", "add", "fd00:9::2/64", "dev", "eth0", "nodad"]).expect("addr");
+            ns.ip(&["addr", "add", "fd00:9::2/64", "dev", "eth0", "nodad"])
+                .expect("addr");
         } else {
-            ns.sysctl(&[("net.ipv6.conf.all.disable_ipv6", "1")]).expect("sysctl");
-            ns.ip(&["addr", "add", "192.168.9.2/24", "dev", "eth0"]).expect("addr");
+            ns.sysctl(&[("net.ipv6.conf.all.disable_ipv6", "1")])
+                .expect("sysctl");
+            ns.ip(&["addr", "add", "192.168.9.2/24", "dev", "eth0"])
+                .expect("addr");
         }
         ns.ip(&["link", "set", "eth0", "up"]).expect("up");
         ns.ip(&["link", "set", "peer0", "up"]).expect("up");
         if v6_only {
-            ns.ip(&["-6", "route", "add", "default", "via", "fd00:9::1"]).expect("route");
+            ns.ip(&["-6", "route", "add", "default", "via", "fd00:9::1"])
+                .expect("route");
         } else {
-            ns.ip(&["route", "add", "default", "via", "192.168.9.1"]).expect("route");
+            ns.ip(&["route", "add", "default", "via", "192.168.9.1"])
+                .expect("route");
         }
         b.start(&ns, &[], &[IpAddr::V6(GATEWAY_V6), IpAddr::V4(GATEWAY_V4)])
             .unwrap_or_else(|e| panic!("start (v6 only: {v6_only}): {e}"));
-        assert_eq!(b.isup(&ns, &[]).expect("isup"), Some(0), "v6 only: {v6_only}");
-        let table = nft::table(&ns, "inet", "bitmask").expect("nft").expect("table");
+        assert_eq!(
+            b.isup(&ns, &[]).expect("isup"),
+            Some(0),
+            "v6 only: {v6_only}"
+        );
+        let table = nft::table(&ns, "inet", "bitmask")
+            .expect("nft")
+            .expect("table");
         if v6_only {
-            assert!(table.contains("oifname \"eth0\" ip6 daddr fd00:9::/64 accept"), "{table}");
+            assert!(
+                table.contains("oifname \"eth0\" ip6 daddr fd00:9::/64 accept"),
+                "{table}"
+            );
         } else {
-            assert!(table.contains("oifname \"eth0\" ip daddr 192.168.9.0/24 accept"), "{table}");
+            assert!(
+                table.contains("oifname \"eth0\" ip daddr 192.168.9.0/24 accept"),
+                "{table}"
+            );
         }
     }
 }

@@ -94,10 +94,17 @@ impl Opts {
 
     /// Parses the arguments after `bench`.
     pub fn parse(args: &[String]) -> Result<Opts, String> {
-        let mut o = if args.iter().any(|a| a == "--quick") { Opts::quick() } else { Opts::full() };
+        let mut o = if args.iter().any(|a| a == "--quick") {
+            Opts::quick()
+        } else {
+            Opts::full()
+        };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = || it.next().ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"));
+            let mut value = || {
+                it.next()
+                    .ok_or_else(|| format!("{a} needs a value\n\n{USAGE}"))
+            };
             match a.as_str() {
                 "--quick" => {}
                 "--runs" => o.runs = number(value()?)?.max(1),
@@ -117,11 +124,17 @@ impl Opts {
 }
 
 fn number(s: &str) -> Result<usize, String> {
-    s.replace('_', "").parse().map_err(|_| format!("{s:?} is not a number"))
+    s.replace('_', "")
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))
 }
 
 fn list(s: &str) -> Result<Vec<usize>, String> {
-    let v: Vec<usize> = s.split(',').filter(|w| !w.is_empty()).map(number).collect::<Result<_, _>>()?;
+    let v: Vec<usize> = s
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(number)
+        .collect::<Result<_, _>>()?;
     if let Some(bad) = v.iter().find(|&&n| n == 0 || n > 16_384) {
         return Err(format!("gateway count {bad} is out of range (1 to 16384)"));
     }
@@ -130,7 +143,10 @@ fn list(s: &str) -> Result<Vec<usize>, String> {
 
 /// The workspace root (the parent of `xtask/`).
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn target_dir() -> PathBuf {
@@ -162,7 +178,10 @@ fn build() -> Result<Built, String> {
         return Err(format!("cargo build --release failed ({status})"));
     }
     let release = target_dir().join("release");
-    Ok(Built { bin: release.join("bitmask-root"), helper: release.join("examples").join("bench_lib") })
+    Ok(Built {
+        bin: release.join("bitmask-root"),
+        helper: release.join("examples").join("bench_lib"),
+    })
 }
 
 /// Fails unless the tools the bench drives are installed and this is root.
@@ -170,12 +189,21 @@ fn preflight() -> Result<(), String> {
     if sys::euid() != 0 {
         return Err("cargo xtask bench creates network namespaces and needs root (sudo -E cargo xtask bench)".into());
     }
-    for tool in ["ip", "nft", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore"] {
+    for tool in [
+        "ip",
+        "nft",
+        "iptables",
+        "ip6tables",
+        "iptables-restore",
+        "ip6tables-restore",
+    ] {
         let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .chain(["/usr/sbin".into(), "/sbin".into()])
             .any(|d| d.join(tool).is_file());
         if !found {
-            return Err(format!("{tool} is not installed (apt-get install iproute2 nftables iptables)"));
+            return Err(format!(
+                "{tool} is not installed (apt-get install iproute2 nftables iptables)"
+            ));
         }
     }
     Ok(())

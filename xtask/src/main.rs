@@ -94,7 +94,9 @@ fn test() -> Result<(), String> {
     // Unit and doc tests of every crate but the namespace harness.
     run(cargo().args(["test", "--workspace", "--exclude", "netns-tests"]))?;
     // The harness's own tests and every namespace test file but the leak matrix...
-    let mut args: Vec<String> = ["test", "-p", "netns-tests", "--lib"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["test", "-p", "netns-tests", "--lib"]
+        .map(String::from)
+        .to_vec();
     for name in namespace_test_files()? {
         if name != "leak_matrix" {
             args.extend(["--test".to_string(), name]);

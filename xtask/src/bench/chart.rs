@@ -46,54 +46,68 @@ fn lines(groups: &[Group]) -> Vec<Line> {
             let pts: Vec<(f64, f64)> = groups
                 .iter()
                 .filter(|g| g.family == Family::V4)
-                .filter_map(|g| g.ops.get(&op).and_then(|s| s.median()).map(|m| (g.n as f64, m)))
+                .filter_map(|g| {
+                    g.ops
+                        .get(&op)
+                        .and_then(|s| s.median())
+                        .map(|m| (g.n as f64, m))
+                })
                 .collect();
             (!pts.is_empty()).then(|| (op.label(), colour(op), pts))
         })
         .collect()
 }
 
-/// Draws the chart into `path`.
+/// Draws the chart into `path`: the plot on top, its legend below it in two columns (so no
+/// line is hidden behind it).
 pub fn draw(path: &Path, groups: &[Group]) -> Result<(), String> {
     let lines = lines(groups);
+    let e = |e: DrawingAreaErrorKind<std::io::Error>| format!("chart: {e}");
+    let root = SVGBackend::new(path, (960, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(e)?;
+    let (top, bottom) = root.split_vertically(560);
+    plot(&top, &lines).map_err(e)?;
+    legend(&bottom, &lines).map_err(e)?;
+    root.present().map_err(e)
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type Failed = DrawingAreaErrorKind<std::io::Error>;
+
+fn plot(area: &Area<'_>, lines: &[Line]) -> Result<(), Failed> {
     let all = || lines.iter().flat_map(|(_, _, p)| p.iter());
     let x_max = all().map(|p| p.0).fold(1.0, f64::max) * 1.6;
     let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min).max(0.01) * 0.6;
     let y_max = all().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.8;
-    let e = |e: DrawingAreaErrorKind<std::io::Error>| format!("chart: {e}");
-    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(area)
         .caption("Apply time vs gateway count (IPv4, median; log-log)", ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d((0.8..x_max).log_scale(), (y_min..y_max).log_scale())
-        .map_err(e)?;
+        .build_cartesian_2d((0.8..x_max).log_scale(), (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("gateways")
         .y_desc("milliseconds")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| if *y >= 1.0 { format!("{y:.0}") } else { format!("{y:.2}") })
-        .draw()
-        .map_err(e)?;
-    for (label, colour, pts) in &lines {
+        .draw()?;
+    for (_, colour, pts) in lines {
         let c = *colour;
-        chart
-            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-            .map_err(e)?
-            .label(*label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(e)?;
+        chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?;
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(e)?;
-    root.present().map_err(e)
+    Ok(())
+}
+
+fn legend(area: &Area<'_>, lines: &[Line]) -> Result<(), Failed> {
+    let per_column = lines.len().div_ceil(2).max(1);
+    for (i, (label, colour, _)) in lines.iter().enumerate() {
+        let x = 90 + 440 * (i / per_column) as i32;
+        let y = 12 + 22 * (i % per_column) as i32;
+        area.draw(&PathElement::new(vec![(x, y), (x + 28, y)], colour.stroke_width(3)))?;
+        area.draw(&Circle::new((x + 14, y), 4, colour.filled()))?;
+        area.draw(&Text::new(*label, (x + 38, y - 8), ("sans-serif", 15)))?;
+    }
+    Ok(())
 }

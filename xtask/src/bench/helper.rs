@@ -56,7 +56,11 @@ impl Helper {
             let _ = child.wait();
             return Err("helper has no pipes".into());
         };
-        Ok(Helper { child, stdin, stdout: BufReader::new(stdout) })
+        Ok(Helper {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
     }
 
     /// Sends one command and reads its answer.
@@ -66,13 +70,19 @@ impl Helper {
             .and_then(|_| self.stdin.flush())
             .map_err(|e| format!("helper: {command}: {e}"))?;
         let mut line = String::new();
-        let n = self.stdout.read_line(&mut line).map_err(|e| format!("helper: {command}: {e}"))?;
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("helper: {command}: {e}"))?;
         if n == 0 {
             return Err(format!("helper ended during {command:?}"));
         }
         let line = line.trim_end();
         let Some(rest) = line.strip_prefix("ok") else {
-            return Err(format!("helper: {command}: {}", line.trim_start_matches("err ")));
+            return Err(format!(
+                "helper: {command}: {}",
+                line.trim_start_matches("err ")
+            ));
         };
         let map = rest
             .split_whitespace()

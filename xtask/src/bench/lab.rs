@@ -39,7 +39,9 @@ pub const NOT_GW: &str = "198.51.100.99";
 
 /// The inode of a namespace file.
 pub fn ns_ino(path: &str) -> Result<u64, String> {
-    std::fs::metadata(path).map(|m| m.ino()).map_err(|e| format!("stat {path}: {e}"))
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| format!("stat {path}: {e}"))
 }
 
 /// Runs `ip ARGS` (in this machine's namespace; `ip -n NAME` switches to NAME itself).
@@ -75,7 +77,10 @@ impl Netns {
     fn create(name: &str, root_ino: u64) -> Result<Netns, String> {
         ip(&["netns", "add", name])?;
         // From here on, dropping `ns` deletes the namespace whatever fails next.
-        let mut ns = Netns { name: name.to_string(), ino: 0 };
+        let mut ns = Netns {
+            name: name.to_string(),
+            ino: 0,
+        };
         ns.ino = ns_ino(&ns.path_str())?;
         if ns.ino == root_ino {
             return Err(format!("{name} is the machine's own namespace; refusing"));
@@ -145,7 +150,12 @@ impl Lab {
         let scratch = Scratch::create(&base)?;
         let client = Netns::create(&base, root_ino)?;
         let sink = Netns::create(&format!("{base}-sink"), root_ino)?;
-        let lab = Lab { sink, client, scratch, root_ino };
+        let lab = Lab {
+            sink,
+            client,
+            scratch,
+            root_ino,
+        };
         lab.wire()?;
         Ok(lab)
     }
@@ -155,16 +165,40 @@ impl Lab {
     fn wire(&self) -> Result<(), String> {
         let (c, s) = (self.client.name(), self.sink.name());
         for ns in [c, s] {
-            run_quiet(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-qw"]).args([
-                "net.ipv6.conf.all.accept_dad=0",
-                "net.ipv6.conf.default.accept_dad=0",
-            ]))?;
+            run_quiet(
+                Command::new("ip")
+                    .args(["netns", "exec", ns, "sysctl", "-qw"])
+                    .args([
+                        "net.ipv6.conf.all.accept_dad=0",
+                        "net.ipv6.conf.default.accept_dad=0",
+                    ]),
+            )?;
         }
-        ip(&["-n", c, "link", "add", DEV, "type", "veth", "peer", "name", PEER_DEV, "netns", s])?;
+        ip(&[
+            "-n", c, "link", "add", DEV, "type", "veth", "peer", "name", PEER_DEV, "netns", s,
+        ])?;
         ip(&["-n", c, "addr", "add", "192.168.77.2/24", "dev", DEV])?;
-        ip(&["-n", c, "addr", "add", "2001:db8:77::2/64", "dev", DEV, "nodad"])?;
+        ip(&[
+            "-n",
+            c,
+            "addr",
+            "add",
+            "2001:db8:77::2/64",
+            "dev",
+            DEV,
+            "nodad",
+        ])?;
         ip(&["-n", s, "addr", "add", "192.168.77.1/24", "dev", PEER_DEV])?;
-        ip(&["-n", s, "addr", "add", "2001:db8:77::1/64", "dev", PEER_DEV, "nodad"])?;
+        ip(&[
+            "-n",
+            s,
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            PEER_DEV,
+            "nodad",
+        ])?;
         ip(&["-n", c, "link", "set", DEV, "up"])?;
         ip(&["-n", s, "link", "set", PEER_DEV, "up"])?;
         ip(&["-n", c, "route", "add", "default", "via", SINK4])?;
@@ -183,13 +217,20 @@ impl Lab {
             .spawn()
             .map_err(|e| format!("nft in the sink: {e}"))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(rules.as_bytes()).map_err(|e| format!("nft in the sink: {e}"))?;
+            stdin
+                .write_all(rules.as_bytes())
+                .map_err(|e| format!("nft in the sink: {e}"))?;
         }
-        let out = child.wait_with_output().map_err(|e| format!("nft in the sink: {e}"))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("nft in the sink: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("nft in the sink: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            Err(format!(
+                "nft in the sink: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         }
     }
 
@@ -199,7 +240,17 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let out = Command::new("ip")
-                .args(["-n", self.client.name(), "-6", "addr", "show", "dev", DEV, "scope", "link"])
+                .args([
+                    "-n",
+                    self.client.name(),
+                    "-6",
+                    "addr",
+                    "show",
+                    "dev",
+                    DEV,
+                    "scope",
+                    "link",
+                ])
                 .output()
                 .map_err(|e| format!("ip addr: {e}"))?;
             if String::from_utf8_lossy(&out.stdout).contains("fe80::") {
@@ -239,12 +290,19 @@ impl Inside {
             return Err("refusing to enter the machine's own namespace".into());
         }
         let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
-        let ino = file.metadata().map(|m| m.ino()).map_err(|e| format!("stat {path}: {e}"))?;
+        let ino = file
+            .metadata()
+            .map(|m| m.ino())
+            .map_err(|e| format!("stat {path}: {e}"))?;
         if ino != expect {
             return Err(format!("{path} is not the namespace the bench created"));
         }
         sys::enter_netns(&file).map_err(|e| format!("setns {path}: {e}"))?;
-        let inside = Inside { expect, root, _thread_bound: PhantomData };
+        let inside = Inside {
+            expect,
+            root,
+            _thread_bound: PhantomData,
+        };
         inside.check()?;
         Ok(inside)
     }
@@ -276,7 +334,12 @@ impl Inside {
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{DEV}:")))
             .ok_or_else(|| format!("{DEV} missing from net/dev"))?;
-        let fields: Vec<&str> = line.split(':').nth(1).unwrap_or("").split_whitespace().collect();
+        let fields: Vec<&str> = line
+            .split(':')
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         fields
             .get(9)
             .and_then(|v| v.parse().ok())

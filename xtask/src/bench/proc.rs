@@ -37,7 +37,9 @@ pub fn run(inside: &Inside, mut cmd: Command, errfile: &Path) -> Result<Ran, Str
     let err = File::create(errfile).map_err(|e| format!("create {}: {e}", errfile.display()))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
     let start = Instant::now();
-    let child = cmd.spawn().map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
     let pid = child.id();
     let pidfd = sys::pidfd_open(pid).map_err(|e| format!("pidfd_open {pid}: {e}"))?;
     let mut killed = None;
@@ -60,7 +62,11 @@ pub fn run(inside: &Inside, mut cmd: Command, errfile: &Path) -> Result<Ran, Str
     if let Some(why) = killed {
         return Err(why);
     }
-    Ok(Ran { elapsed, code: reaped.code, maxrss_kb: reaped.maxrss_kb })
+    Ok(Ran {
+        elapsed,
+        code: reaped.code,
+        maxrss_kb: reaped.maxrss_kb,
+    })
 }
 
 /// Like [`run`] but fails unless the process exits 0, quoting its stderr.
@@ -99,9 +105,16 @@ pub fn output(inside: &Inside, mut cmd: Command) -> Result<String, String> {
 pub fn count_execs(inside: &Inside, program: &str, args: &[String], dir: &Path) -> Option<usize> {
     let log = dir.join("strace.log");
     let mut cmd = inside.command("strace").ok()?;
-    cmd.args(["-f", "-qq", "-e", "trace=execve", "-o"]).arg(&log).arg(program).args(args);
+    cmd.args(["-f", "-qq", "-e", "trace=execve", "-o"])
+        .arg(&log)
+        .arg(program)
+        .args(args);
     let ran = run(inside, cmd, &dir.join("strace.err")).ok()?;
     ran.code?;
     let text = std::fs::read_to_string(&log).ok()?;
-    Some(text.lines().filter(|l| l.contains("execve") && l.trim_end().ends_with("= 0")).count())
+    Some(
+        text.lines()
+            .filter(|l| l.contains("execve") && l.trim_end().ends_with("= 0"))
+            .count(),
+    )
 }

@@ -45,7 +45,9 @@ impl Machine {
             .unwrap_or_default();
         Machine {
             cpu,
-            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            nproc: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
             kernel,
             nft: first_line("nft", &["--version"]),
             iptables: first_line("iptables", &["--version"]),
@@ -106,7 +108,15 @@ fn thousands(n: usize) -> String {
 /// A markdown table from a header and rows.
 fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut s = format!("| {} |\n", header.join(" | "));
-    let _ = writeln!(s, "|{}", header.iter().enumerate().map(|(i, _)| if i == 0 { "---|" } else { "---:|" }).collect::<String>());
+    let _ = writeln!(
+        s,
+        "|{}",
+        header
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+            .collect::<String>()
+    );
     for row in rows {
         let _ = writeln!(s, "| {} |", row.join(" | "));
     }
@@ -119,7 +129,10 @@ fn plain(header: &[String], rows: &[Vec<String>]) -> String {
     let width: Vec<usize> = (0..cols)
         .map(|c| {
             std::iter::once(header[c].chars().count())
-                .chain(rows.iter().map(|r| r.get(c).map_or(0, |v| v.chars().count())))
+                .chain(
+                    rows.iter()
+                        .map(|r| r.get(c).map_or(0, |v| v.chars().count())),
+                )
                 .max()
                 .unwrap_or(0)
         })
@@ -144,7 +157,9 @@ fn plain(header: &[String], rows: &[Vec<String>]) -> String {
 }
 
 fn header(first: &str, groups: &[Group]) -> Vec<String> {
-    std::iter::once(first.to_string()).chain(groups.iter().map(column)).collect()
+    std::iter::once(first.to_string())
+        .chain(groups.iter().map(column))
+        .collect()
 }
 
 /// Median times per competitor and gateway count; with `spread`, the quartiles too.
@@ -175,7 +190,9 @@ fn time_rows(groups: &[Group], spread: bool) -> Vec<Vec<String>> {
 
 fn cell(s: &Samples, spread: bool) -> String {
     match (s.median(), s.quantile(0.25), s.quantile(0.75)) {
-        (Some(m), Some(lo), Some(hi)) if spread => format!("{} ({}–{})", fmt_ms(m), fmt_ms(lo), fmt_ms(hi)),
+        (Some(m), Some(lo), Some(hi)) if spread => {
+            format!("{} ({}–{})", fmt_ms(m), fmt_ms(lo), fmt_ms(hi))
+        }
         (Some(m), _, _) => fmt_ms(m),
         _ => "–".into(),
     }
@@ -207,18 +224,78 @@ fn diff_row(groups: &[Group], label: &str, a: Op, b: Op) -> Vec<String> {
 
 fn ratio_rows(groups: &[Group]) -> Vec<Vec<String>> {
     vec![
-        ratio_row(groups, "start: bitmask-root / nft -f (target ≤ 0.5×)", Op::BinStart, Op::NftStart),
-        ratio_row(groups, "start: iptables per rule / bitmask-root (target ≥ 50× at 1)", Op::IptRules, Op::BinStart),
-        ratio_row(groups, "start: iptables-restore / bitmask-root", Op::IptRestore, Op::BinStart),
-        ratio_row(groups, "start: library / bitmask-root", Op::LibStart, Op::BinStart),
-        ratio_row(groups, "start: bitmask-root / kernel floor (add+delete)", Op::BinStart, Op::Floor0),
-        ratio_row(groups, "start: bitmask-root / kernel floor (add only)", Op::BinStart, Op::FloorAdd),
-        ratio_row(groups, "start: bitmask-root / kernel floor (same size)", Op::BinStart, Op::FloorSized),
-        diff_row(groups, "replace: bitmask-root − nft -f (target ≤ +1 ms)", Op::BinReplace, Op::NftReplace),
-        ratio_row(groups, "replace: bitmask-root / kernel floor (hooked)", Op::BinReplace, Op::HookFloor),
-        ratio_row(groups, "stop: bitmask-root / nft delete table", Op::BinStop, Op::NftDelete),
-        ratio_row(groups, "stop: iptables per rule / bitmask-root", Op::IptRulesStop, Op::BinStop),
-        ratio_row(groups, "isup: bitmask-root / nft list table", Op::BinIsup, Op::NftList),
+        ratio_row(
+            groups,
+            "start: bitmask-root / nft -f (target ≤ 0.5×)",
+            Op::BinStart,
+            Op::NftStart,
+        ),
+        ratio_row(
+            groups,
+            "start: iptables per rule / bitmask-root (target ≥ 50× at 1)",
+            Op::IptRules,
+            Op::BinStart,
+        ),
+        ratio_row(
+            groups,
+            "start: iptables-restore / bitmask-root",
+            Op::IptRestore,
+            Op::BinStart,
+        ),
+        ratio_row(
+            groups,
+            "start: library / bitmask-root",
+            Op::LibStart,
+            Op::BinStart,
+        ),
+        ratio_row(
+            groups,
+            "start: bitmask-root / kernel floor (add+delete)",
+            Op::BinStart,
+            Op::Floor0,
+        ),
+        ratio_row(
+            groups,
+            "start: bitmask-root / kernel floor (add only)",
+            Op::BinStart,
+            Op::FloorAdd,
+        ),
+        ratio_row(
+            groups,
+            "start: bitmask-root / kernel floor (same size)",
+            Op::BinStart,
+            Op::FloorSized,
+        ),
+        diff_row(
+            groups,
+            "replace: bitmask-root − nft -f (target ≤ +1 ms)",
+            Op::BinReplace,
+            Op::NftReplace,
+        ),
+        ratio_row(
+            groups,
+            "replace: bitmask-root / kernel floor (hooked)",
+            Op::BinReplace,
+            Op::HookFloor,
+        ),
+        ratio_row(
+            groups,
+            "stop: bitmask-root / nft delete table",
+            Op::BinStop,
+            Op::NftDelete,
+        ),
+        ratio_row(
+            groups,
+            "stop: iptables per rule / bitmask-root",
+            Op::IptRulesStop,
+            Op::BinStop,
+        ),
+        ratio_row(
+            groups,
+            "isup: bitmask-root / nft list table",
+            Op::BinIsup,
+            Op::NftList,
+        ),
     ]
 }
 
@@ -231,7 +308,10 @@ fn ns_per_packet(f: &Flow) -> Option<f64> {
 
 fn flow_rows(flows: &[Flow]) -> Vec<Vec<String>> {
     let none = |accepted: bool| {
-        flows.iter().find(|f| f.n == 0 && f.accepted == accepted).and_then(ns_per_packet)
+        flows
+            .iter()
+            .find(|f| f.n == 0 && f.accepted == accepted)
+            .and_then(ns_per_packet)
     };
     flows
         .iter()
@@ -243,8 +323,16 @@ fn flow_rows(flows: &[Flow]) -> Vec<Vec<String>> {
             };
             vec![
                 f.ruleset.to_string(),
-                if f.n == 0 { "–".into() } else { thousands(f.n) },
-                if f.accepted { "gateway (accepted)".into() } else { "other (rejected)".into() },
+                if f.n == 0 {
+                    "–".into()
+                } else {
+                    thousands(f.n)
+                },
+                if f.accepted {
+                    "gateway (accepted)".into()
+                } else {
+                    "other (rejected)".into()
+                },
                 ns.map_or("–".into(), |v| format!("{:.0}", 1e9 / v)),
                 ns.map_or("–".into(), |v| format!("{v:.0}")),
                 extra,
@@ -255,10 +343,18 @@ fn flow_rows(flows: &[Flow]) -> Vec<Vec<String>> {
 }
 
 fn flow_header() -> Vec<String> {
-    ["ruleset", "gateways", "sent to", "datagrams/s", "ns/datagram", "vs none (ns)", "left the device"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "ruleset",
+        "gateways",
+        "sent to",
+        "datagrams/s",
+        "ns/datagram",
+        "vs none (ns)",
+        "left the device",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn census_rows(census: &[Census]) -> Vec<Vec<String>> {
@@ -267,16 +363,30 @@ fn census_rows(census: &[Census]) -> Vec<Vec<String>> {
         .map(|c| {
             vec![
                 c.what.clone(),
-                c.execs.map_or("strace unavailable".into(), |n| n.to_string()),
+                c.execs
+                    .map_or("strace unavailable".into(), |n| n.to_string()),
             ]
         })
         .collect()
 }
 
 fn rss_rows(groups: &[Group]) -> Vec<Vec<String>> {
-    let ops = [Op::BinStart, Op::BinReplace, Op::BinStop, Op::BinIsup, Op::NftStart, Op::NftReplace, Op::IptRestore, Op::IptRules];
+    let ops = [
+        Op::BinStart,
+        Op::BinReplace,
+        Op::BinStop,
+        Op::BinIsup,
+        Op::NftStart,
+        Op::NftReplace,
+        Op::IptRestore,
+        Op::IptRules,
+    ];
     ops.iter()
-        .filter(|op| groups.iter().any(|g| g.ops.get(op).and_then(|s| s.maxrss_kb).is_some()))
+        .filter(|op| {
+            groups
+                .iter()
+                .any(|g| g.ops.get(op).and_then(|s| s.maxrss_kb).is_some())
+        })
         .map(|&op| {
             std::iter::once(op.label().to_string())
                 .chain(groups.iter().map(|g| {
@@ -291,19 +401,32 @@ fn rss_rows(groups: &[Group]) -> Vec<Vec<String>> {
 }
 
 fn phase_rows(groups: &[Group]) -> Vec<Vec<String>> {
-    let names: Vec<&str> = groups.first().map(|g| g.phases.iter().map(|p| p.0).collect()).unwrap_or_default();
+    let names: Vec<&str> = groups
+        .first()
+        .map(|g| g.phases.iter().map(|p| p.0).collect())
+        .unwrap_or_default();
     let mut rows: Vec<Vec<String>> = names
         .iter()
         .enumerate()
         .map(|(i, name)| {
             std::iter::once(name.to_string())
-                .chain(groups.iter().map(|g| g.phases.get(i).map_or("–".into(), |p| fmt_ms(p.1))))
+                .chain(
+                    groups
+                        .iter()
+                        .map(|g| g.phases.get(i).map_or("–".into(), |p| fmt_ms(p.1))),
+                )
                 .collect()
         })
         .collect();
     rows.push(
         std::iter::once("batch: bytes / netlink messages".to_string())
-            .chain(groups.iter().map(|g| format!("{} / {}", thousands(g.batch_bytes as usize), g.batch_messages)))
+            .chain(groups.iter().map(|g| {
+                format!(
+                    "{} / {}",
+                    thousands(g.batch_bytes as usize),
+                    g.batch_messages
+                )
+            }))
             .collect(),
     );
     rows.push(
@@ -344,16 +467,29 @@ fn target_half_of_nft(r: &Results) -> Target {
     let mut parts = Vec::new();
     for g in &r.groups {
         if let (Some(b), Some(n)) = (median(g, Op::BinStart), median(g, Op::NftStart)) {
-            parts.push(format!("{}: {} / {} ms = {}", column(g), fmt_ms(b), fmt_ms(n), fmt_ratio(b / n)));
+            parts.push(format!(
+                "{}: {} / {} ms = {}",
+                column(g),
+                fmt_ms(b),
+                fmt_ms(n),
+                fmt_ratio(b / n)
+            ));
             if worst.is_none_or(|(w, _)| b / n > w) {
                 worst = Some((b / n, g));
             }
         }
     }
     let Some((w, g)) = worst else {
-        return Target { goal: GOAL_HALF, met: None, detail: String::new() };
+        return Target {
+            goal: GOAL_HALF,
+            met: None,
+            detail: String::new(),
+        };
     };
-    let mut detail = format!("bitmask-root / nft -f per gateway count: {}.", parts.join("; "));
+    let mut detail = format!(
+        "bitmask-root / nft -f per gateway count: {}.",
+        parts.join("; ")
+    );
     if w > 0.5 {
         let nft = median(g, Op::NftStart).unwrap_or(0.0);
         let bin = median(g, Op::BinStart).unwrap_or(0.0);
@@ -383,24 +519,40 @@ fn target_half_of_nft(r: &Results) -> Target {
             fmt_ms((bin - lib).max(0.0)),
         );
     }
-    Target { goal: GOAL_HALF, met: Some(w <= 0.5), detail }
+    Target {
+        goal: GOAL_HALF,
+        met: Some(w <= 0.5),
+        detail,
+    }
 }
 
 const GOAL_HALF: &str = "fresh start at most half the time of nft -f, at every gateway count";
-const GOAL_50X: &str = "fresh start at least 50× faster than the per-rule iptables way at 1 gateway";
+const GOAL_50X: &str =
+    "fresh start at least 50× faster than the per-rule iptables way at 1 gateway";
 const GOAL_REPLACE: &str = "replacement within 1 ms of nft -f's replacement of the same rules";
 const GOAL_10K: &str = "10,000 gateways: start under 50 ms";
-const GOAL_PACKETS: &str = "per-packet cost independent of the gateway count (packet rate at 1 and 10,000)";
+const GOAL_PACKETS: &str =
+    "per-packet cost independent of the gateway count (packet rate at 1 and 10,000)";
 const GOAL_PROCS: &str = "zero processes started";
 const GOAL_RSS: &str = "peak RSS under 10 MiB";
 
 fn target_50x(r: &Results) -> Target {
     let g = r.groups.iter().find(|g| g.family == Family::V4 && g.n == 1);
-    let Some((ipt, bin, g)) = g.and_then(|g| Some((median(g, Op::IptRules)?, median(g, Op::BinStart)?, g))) else {
-        return Target { goal: GOAL_50X, met: None, detail: "no 1-gateway run with the per-rule way".into() };
+    let Some((ipt, bin, g)) =
+        g.and_then(|g| Some((median(g, Op::IptRules)?, median(g, Op::BinStart)?, g)))
+    else {
+        return Target {
+            goal: GOAL_50X,
+            met: None,
+            detail: "no 1-gateway run with the per-rule way".into(),
+        };
     };
     let x = ipt / bin;
-    let procs = g.ops.get(&Op::IptRules).and_then(|s| s.processes).unwrap_or(0);
+    let procs = g
+        .ops
+        .get(&Op::IptRules)
+        .and_then(|s| s.processes)
+        .unwrap_or(0);
     let mut detail = format!(
         "{} ms for {procs} iptables/ip6tables processes vs {} ms: {} faster.",
         fmt_ms(ipt),
@@ -424,7 +576,11 @@ fn target_50x(r: &Results) -> Target {
             fmt_ratio(ipt / add.max(1e-9)),
         );
     }
-    Target { goal: GOAL_50X, met: Some(x >= 50.0), detail }
+    Target {
+        goal: GOAL_50X,
+        met: Some(x >= 50.0),
+        detail,
+    }
 }
 
 fn target_replacement(r: &Results) -> Target {
@@ -432,14 +588,24 @@ fn target_replacement(r: &Results) -> Target {
     let mut parts = Vec::new();
     for g in &r.groups {
         if let (Some(b), Some(n)) = (median(g, Op::BinReplace), median(g, Op::NftReplace)) {
-            parts.push(format!("{}: {} vs {} ms ({:+.2})", column(g), fmt_ms(b), fmt_ms(n), b - n));
+            parts.push(format!(
+                "{}: {} vs {} ms ({:+.2})",
+                column(g),
+                fmt_ms(b),
+                fmt_ms(n),
+                b - n
+            ));
             if worst.is_none_or(|(w, _)| b - n > w) {
                 worst = Some((b - n, g));
             }
         }
     }
     let Some((w, g)) = worst else {
-        return Target { goal: GOAL_REPLACE, met: None, detail: String::new() };
+        return Target {
+            goal: GOAL_REPLACE,
+            met: None,
+            detail: String::new(),
+        };
     };
     let mut detail = format!("bitmask-root vs nft -f: {}.", parts.join("; "));
     if w > 1.0 {
@@ -460,13 +626,21 @@ fn target_replacement(r: &Results) -> Target {
             fmt_ms((bin - lib).max(0.0)),
         );
     }
-    Target { goal: GOAL_REPLACE, met: Some(w <= 1.0), detail }
+    Target {
+        goal: GOAL_REPLACE,
+        met: Some(w <= 1.0),
+        detail,
+    }
 }
 
 fn target_10k(r: &Results) -> Target {
     let big: Vec<&Group> = r.groups.iter().filter(|g| g.n >= 10_000).collect();
     if big.is_empty() {
-        return Target { goal: GOAL_10K, met: None, detail: "no run with 10,000 gateways (--quick?)".into() };
+        return Target {
+            goal: GOAL_10K,
+            met: None,
+            detail: "no run with 10,000 gateways (--quick?)".into(),
+        };
     }
     let mut met = true;
     let mut parts = Vec::new();
@@ -481,7 +655,10 @@ fn target_10k(r: &Results) -> Target {
     let mut detail = parts.join("; ") + ".";
     if !met {
         let g = big[0];
-        let worst = [Op::BinStart, Op::BinReplace].iter().filter_map(|&op| median(g, op)).fold(0.0, f64::max);
+        let worst = [Op::BinStart, Op::BinReplace]
+            .iter()
+            .filter_map(|&op| median(g, op))
+            .fold(0.0, f64::max);
         let _ = write!(
             detail,
             " Missed by {} ms. Why (library parts at {}): encode {} ms, commit {} ms, read-back \
@@ -500,19 +677,46 @@ fn target_10k(r: &Results) -> Target {
             median(g, Op::NftStart).map_or("–".into(), fmt_ms),
         );
     }
-    Target { goal: GOAL_10K, met: Some(met), detail }
+    Target {
+        goal: GOAL_10K,
+        met: Some(met),
+        detail,
+    }
 }
 
 fn target_packets(r: &Results) -> Target {
-    let ours: Vec<&Flow> = r.flows.iter().filter(|f| f.ruleset == "bitmask-root").collect();
-    let ns = |n: usize, acc: bool, set: &[&Flow]| set.iter().find(|f| f.n == n && f.accepted == acc).and_then(|f| ns_per_packet(f));
-    let (Some(lo), Some(hi)) = (ours.iter().map(|f| f.n).min(), ours.iter().map(|f| f.n).max()) else {
-        return Target { goal: GOAL_PACKETS, met: None, detail: String::new() };
+    let ours: Vec<&Flow> = r
+        .flows
+        .iter()
+        .filter(|f| f.ruleset == "bitmask-root")
+        .collect();
+    let ns = |n: usize, acc: bool, set: &[&Flow]| {
+        set.iter()
+            .find(|f| f.n == n && f.accepted == acc)
+            .and_then(|f| ns_per_packet(f))
+    };
+    let (Some(lo), Some(hi)) = (
+        ours.iter().map(|f| f.n).min(),
+        ours.iter().map(|f| f.n).max(),
+    ) else {
+        return Target {
+            goal: GOAL_PACKETS,
+            met: None,
+            detail: String::new(),
+        };
     };
     if lo == hi {
-        return Target { goal: GOAL_PACKETS, met: None, detail: "only one gateway count measured".into() };
+        return Target {
+            goal: GOAL_PACKETS,
+            met: None,
+            detail: "only one gateway count measured".into(),
+        };
     }
-    let theirs: Vec<&Flow> = r.flows.iter().filter(|f| f.ruleset.starts_with("iptables")).collect();
+    let theirs: Vec<&Flow> = r
+        .flows
+        .iter()
+        .filter(|f| f.ruleset.starts_with("iptables"))
+        .collect();
     let mut met = true;
     let mut parts = Vec::new();
     for acc in [true, false] {
@@ -520,9 +724,18 @@ fn target_packets(r: &Results) -> Target {
             let change = b / a - 1.0;
             met &= change.abs() <= 0.10;
             let what = if acc { "to a gateway" } else { "rejected" };
-            let mut s = format!("{what}: {a:.0} ns at {} vs {b:.0} ns at {} ({:+.0}%)", thousands(lo), thousands(hi), change * 100.0);
+            let mut s = format!(
+                "{what}: {a:.0} ns at {} vs {b:.0} ns at {} ({:+.0}%)",
+                thousands(lo),
+                thousands(hi),
+                change * 100.0
+            );
             if let (Some(x), Some(y)) = (ns(lo, acc, &theirs), ns(hi, acc, &theirs)) {
-                let _ = write!(s, "; the original's rules: {x:.0} → {y:.0} ns ({:.0}×)", y / x);
+                let _ = write!(
+                    s,
+                    "; the original's rules: {x:.0} → {y:.0} ns ({:.0}×)",
+                    y / x
+                );
             }
             parts.push(s);
         }
@@ -532,13 +745,25 @@ fn target_packets(r: &Results) -> Target {
          lookup, the original's rules are one rule per gateway.",
         parts.join("; ")
     );
-    Target { goal: GOAL_PACKETS, met: Some(met), detail }
+    Target {
+        goal: GOAL_PACKETS,
+        met: Some(met),
+        detail,
+    }
 }
 
 fn target_processes(r: &Results) -> Target {
-    let ours: Vec<&Census> = r.census.iter().filter(|c| c.what.starts_with("bitmask-root")).collect();
+    let ours: Vec<&Census> = r
+        .census
+        .iter()
+        .filter(|c| c.what.starts_with("bitmask-root"))
+        .collect();
     if ours.is_empty() || ours.iter().any(|c| c.execs.is_none()) {
-        return Target { goal: GOAL_PROCS, met: None, detail: "strace unavailable".into() };
+        return Target {
+            goal: GOAL_PROCS,
+            met: None,
+            detail: "strace unavailable".into(),
+        };
     }
     let max = ours.iter().filter_map(|c| c.execs).max().unwrap_or(0);
     let detail = format!(
@@ -546,7 +771,11 @@ fn target_processes(r: &Results) -> Target {
          the original started 60 at 1 gateway (reference B3) and the library none.",
         max.saturating_sub(1)
     );
-    Target { goal: GOAL_PROCS, met: Some(max == 1), detail }
+    Target {
+        goal: GOAL_PROCS,
+        met: Some(max == 1),
+        detail,
+    }
 }
 
 fn target_rss(r: &Results) -> Target {
@@ -561,20 +790,31 @@ fn target_rss(r: &Results) -> Target {
         }
     }
     let Some((kb, at)) = worst else {
-        return Target { goal: GOAL_RSS, met: None, detail: String::new() };
+        return Target {
+            goal: GOAL_RSS,
+            met: None,
+            detail: String::new(),
+        };
     };
     let mib = kb as f64 / 1024.0;
     let mut detail = format!("largest peak RSS of any bitmask-root run: {mib:.1} MiB ({at}).");
     if mib >= 10.0 {
         let _ = write!(detail, " Missed by {:.1} MiB.", mib - 10.0);
     }
-    Target { goal: GOAL_RSS, met: Some(mib < 10.0), detail }
+    Target {
+        goal: GOAL_RSS,
+        met: Some(mib < 10.0),
+        detail,
+    }
 }
 
 /// The printed summary.
 fn terminal(r: &Results, targets: &[Target]) -> String {
     let mut s = String::from("\nApply time, median ms (columns: gateways)\n");
-    s += &plain(&header("", &r.groups), &strip_bold(time_rows(&r.groups, false)));
+    s += &plain(
+        &header("", &r.groups),
+        &strip_bold(time_rows(&r.groups, false)),
+    );
     s += "\nRatios (same run)\n";
     s += &plain(&header("", &r.groups), &ratio_rows(&r.groups));
     if !r.flows.is_empty() {
@@ -582,7 +822,10 @@ fn terminal(r: &Results, targets: &[Target]) -> String {
         s += &plain(&flow_header(), &flow_rows(&r.flows));
     }
     s += "\nProcesses started (strace, execve incl. itself)\n";
-    s += &plain(&["command".into(), "execve".into()], &census_rows(&r.census));
+    s += &plain(
+        &["command".into(), "execve".into()],
+        &census_rows(&r.census),
+    );
     s += "\nTargets\n";
     for t in targets {
         let _ = writeln!(s, "  [{}] {}: {}", status(t.met), t.goal, t.detail);
@@ -636,7 +879,10 @@ fn markdown(r: &Results, opts: &Opts, m: &Machine, targets: &[Target]) -> String
     s += "\n## Where a library start spends its time\n\nMedian ms of each part of `firewall::start`, timed one by one in the helper (fresh start each time).\n\n";
     s += &table(&header("part", &r.groups), &phase_rows(&r.groups));
     s += "\n## Processes and memory\n\nProcesses started per command, counted with `strace -f -e trace=execve` (the command itself included):\n\n";
-    s += &table(&["command".into(), "execve".into()], &census_rows(&r.census));
+    s += &table(
+        &["command".into(), "execve".into()],
+        &census_rows(&r.census),
+    );
     s += "\nPeak RSS (MiB, `ru_maxrss` of each process, the largest over all runs; for the per-rule way the largest single process):\n\n";
     s += &table(&header("", &r.groups), &rss_rows(&r.groups));
     if let Some(kb) = r.helper_rss_kb {

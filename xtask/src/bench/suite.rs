@@ -120,7 +120,9 @@ pub const ALL_OPS: [Op; 21] = [
 impl Op {
     fn pre(self) -> Pre {
         match self {
-            Op::BinStart | Op::LibStart | Op::NftStart | Op::IptRestore | Op::IptRules => Pre::Clean,
+            Op::BinStart | Op::LibStart | Op::NftStart | Op::IptRestore | Op::IptRules => {
+                Pre::Clean
+            }
             Op::FloorAdd | Op::Floor0 | Op::FloorSized => Pre::Clean,
             Op::HookFloor => Pre::Hooked,
             Op::IptRulesRestart | Op::IptRulesStop | Op::IptList => Pre::Iptables,
@@ -171,11 +173,15 @@ impl Op {
     /// The section of the table it belongs to.
     pub fn section(self) -> &'static str {
         match self {
-            Op::BinStart | Op::LibStart | Op::NftStart | Op::IptRestore | Op::IptRules => "fresh start",
-            Op::FloorAdd | Op::Floor0 | Op::FloorSized => "fresh start",
-            Op::BinReplace | Op::LibReplace | Op::NftReplace | Op::IptRulesRestart | Op::HookFloor => {
-                "replacement"
+            Op::BinStart | Op::LibStart | Op::NftStart | Op::IptRestore | Op::IptRules => {
+                "fresh start"
             }
+            Op::FloorAdd | Op::Floor0 | Op::FloorSized => "fresh start",
+            Op::BinReplace
+            | Op::LibReplace
+            | Op::NftReplace
+            | Op::IptRulesRestart
+            | Op::HookFloor => "replacement",
             Op::BinStop | Op::LibStop | Op::NftDelete | Op::IptRulesStop => "stop",
             _ => "isup",
         }
@@ -261,7 +267,9 @@ pub fn run_in_namespace(lab: &Lab, built: &Built, opts: &Opts) -> Result<Results
             bench.all()
         })
         .map_err(|e| format!("could not start the bench thread: {e}"))?;
-    worker.join().map_err(|_| "the bench thread panicked".to_string())?
+    worker
+        .join()
+        .map_err(|_| "the bench thread panicked".to_string())?
 }
 
 /// The files of one gateway count.
@@ -285,10 +293,22 @@ struct Bench<'a> {
 }
 
 impl<'a> Bench<'a> {
-    fn new(inside: &'a Inside, built: &'a Built, opts: &'a Opts, dir: PathBuf) -> Result<Self, String> {
+    fn new(
+        inside: &'a Inside,
+        built: &'a Built,
+        opts: &'a Opts,
+        dir: PathBuf,
+    ) -> Result<Self, String> {
         let helper = Helper::start(inside, &built.helper)?;
         let err = dir.join("stderr.txt");
-        Ok(Bench { inside, built, opts, dir, helper, err })
+        Ok(Bench {
+            inside,
+            built,
+            opts,
+            dir,
+            helper,
+            err,
+        })
     }
 
     /// Every measurement, in order.
@@ -307,7 +327,9 @@ impl<'a> Bench<'a> {
             .collect();
         for (family, n) in plan {
             let files = self.prepare(family, n)?;
-            if family == Family::V4 && (groups.is_empty() || n == *self.opts.sizes.last().unwrap_or(&n)) {
+            if family == Family::V4
+                && (groups.is_empty() || n == *self.opts.sizes.last().unwrap_or(&n))
+            {
                 census.extend(self.census(&files)?);
             }
             groups.push(self.group(family, n, &files)?);
@@ -347,12 +369,15 @@ impl<'a> Bench<'a> {
         write(&gw_file, &text)?;
         self.ask(&format!("load {id} {}", gw_file.display()))?;
         let mut cmd = self.inside.command(&self.built.bin)?;
-        cmd.args(["--dry-run", "firewall", "start"]).args(gateways.iter().map(|g| g.to_string()));
+        cmd.args(["--dry-run", "firewall", "start"])
+            .args(gateways.iter().map(|g| g.to_string()));
         let dry = proc::output(self.inside, cmd)?;
         let lib_text = self.dir.join(format!("{id}.lib.nft"));
         self.ask(&format!("render {id} {}", lib_text.display()))?;
         if std::fs::read_to_string(&lib_text).unwrap_or_default() != dry {
-            return Err(format!("{id}: the library's ruleset differs from the binary's --dry-run"));
+            return Err(format!(
+                "{id}: the library's ruleset differs from the binary's --dry-run"
+            ));
         }
         let files = Files {
             fresh_nft: self.dir.join(format!("{id}.fresh.nft")),
@@ -363,7 +388,10 @@ impl<'a> Bench<'a> {
             gateways,
         };
         write(&files.fresh_nft, &dry)?;
-        write(&files.replace_nft, &format!("add table inet bitmask\ndelete table inet bitmask\n{dry}"))?;
+        write(
+            &files.replace_nft,
+            &format!("add table inet bitmask\ndelete table inet bitmask\n{dry}"),
+        )?;
         write(&files.ipt4, &iptables::restore_v4(&files.gateways))?;
         write(&files.ipt6, &iptables::restore_v6())?;
         self.check_same_rules(&files, &dry)?;
@@ -388,7 +416,10 @@ impl<'a> Bench<'a> {
             let mut list = self.inside.command("nft")?;
             list.args(["list", "table", "inet", "bitmask"]);
             if squeeze(&proc::output(self.inside, list)?) != squeeze(dry) {
-                return Err(format!("{}: after {loader}, nft lists another ruleset than --dry-run", f.id));
+                return Err(format!(
+                    "{}: after {loader}, nft lists another ruleset than --dry-run",
+                    f.id
+                ));
             }
         }
         self.ask("reset")?;
@@ -409,11 +440,19 @@ impl<'a> Bench<'a> {
     fn group(&mut self, family: Family, n: usize, f: &Files) -> Result<Group, String> {
         let ops = self.ops_for(family, n);
         let total = self.opts.warmup + self.opts.runs;
-        eprintln!("bench: {} gateways ({}), {} competitors × {total} rounds", n, family.label(), ops.len());
+        eprintln!(
+            "bench: {} gateways ({}), {} competitors × {total} rounds",
+            n,
+            family.label(),
+            ops.len()
+        );
         let mut samples: BTreeMap<Op, Samples> = BTreeMap::new();
         for round in 0..total {
-            let order: Vec<Op> =
-                if round % 2 == 0 { ops.clone() } else { ops.iter().rev().copied().collect() };
+            let order: Vec<Op> = if round % 2 == 0 {
+                ops.clone()
+            } else {
+                ops.iter().rev().copied().collect()
+            };
             for &op in &order {
                 self.establish(op.pre(), f)?;
                 let (elapsed, rss, procs) = self.time(op, f)?;
@@ -425,7 +464,11 @@ impl<'a> Bench<'a> {
             }
         }
         self.ask("reset")?;
-        let loaded = self.ask(&format!("load {} {}", f.id, self.dir.join(format!("{}.gateways", f.id)).display()))?;
+        let loaded = self.ask(&format!(
+            "load {} {}",
+            f.id,
+            self.dir.join(format!("{}.gateways", f.id)).display()
+        ))?;
         let phases = self.phases(f)?;
         Ok(Group {
             family,
@@ -450,7 +493,11 @@ impl<'a> Bench<'a> {
             }
         }
         self.ask("reset")?;
-        Ok(PARTS.iter().zip(&parts).map(|(n, s)| (*n, s.median().unwrap_or(0.0))).collect())
+        Ok(PARTS
+            .iter()
+            .zip(&parts)
+            .map(|(n, s)| (*n, s.median().unwrap_or(0.0)))
+            .collect())
     }
 
     /// Rebuilds a starting state, untimed.
@@ -465,7 +512,11 @@ impl<'a> Bench<'a> {
     }
 
     /// Runs one competitor once: (time, peak RSS, processes started).
-    fn time(&mut self, op: Op, f: &Files) -> Result<(Duration, Option<u64>, Option<usize>), String> {
+    fn time(
+        &mut self,
+        op: Op,
+        f: &Files,
+    ) -> Result<(Duration, Option<u64>, Option<usize>), String> {
         let bin = |args: &[&str]| -> Result<std::process::Command, String> {
             let mut c = self.inside.command(&self.built.bin)?;
             c.args(args);
@@ -473,15 +524,24 @@ impl<'a> Bench<'a> {
         };
         let gws: Vec<String> = f.gateways.iter().map(|g| g.to_string()).collect();
         let process = |ran: Ran| Ok((ran.elapsed, Some(ran.maxrss_kb), Some(1)));
-        let helper = |a: super::helper::Answer| -> Result<_, String> { Ok((a.elapsed()?, None, Some(0))) };
+        let helper =
+            |a: super::helper::Answer| -> Result<_, String> { Ok((a.elapsed()?, None, Some(0))) };
         match op {
             Op::BinStart | Op::BinReplace => {
                 let mut c = bin(&["firewall", "start"])?;
                 c.args(&gws);
                 process(proc::run_ok(self.inside, c, &self.err)?)
             }
-            Op::BinStop => process(proc::run_ok(self.inside, bin(&["firewall", "stop"])?, &self.err)?),
-            Op::BinIsup => process(proc::run_ok(self.inside, bin(&["firewall", "isup"])?, &self.err)?),
+            Op::BinStop => process(proc::run_ok(
+                self.inside,
+                bin(&["firewall", "stop"])?,
+                &self.err,
+            )?),
+            Op::BinIsup => process(proc::run_ok(
+                self.inside,
+                bin(&["firewall", "isup"])?,
+                &self.err,
+            )?),
             Op::NftStart => process(self.nft(&[f.fresh_nft.to_string_lossy().as_ref()], true)?),
             Op::NftReplace => process(self.nft(&[f.replace_nft.to_string_lossy().as_ref()], true)?),
             Op::NftDelete => process(self.nft(&["delete", "table", "inet", "bitmask"], false)?),
@@ -528,7 +588,10 @@ impl<'a> Bench<'a> {
     fn restore(&self, f: &Files) -> Result<(Duration, u64), String> {
         let mut total = Duration::ZERO;
         let mut rss = 0;
-        for (prog, file) in [("iptables-restore", &f.ipt4), ("ip6tables-restore", &f.ipt6)] {
+        for (prog, file) in [
+            ("iptables-restore", &f.ipt4),
+            ("ip6tables-restore", &f.ipt6),
+        ] {
             let mut c = self.inside.command(prog)?;
             c.arg("--noflush").arg(file);
             let ran = proc::run_ok(self.inside, c, &self.err)?;
@@ -571,43 +634,100 @@ impl<'a> Bench<'a> {
         let n = f.gateways.len();
         let bin = self.built.bin.to_string_lossy().into_owned();
         let gws: Vec<String> = f.gateways.iter().map(|g| g.to_string()).collect();
-        let start_args: Vec<String> =
-            ["firewall".to_string(), "start".to_string()].into_iter().chain(gws).collect();
+        let start_args: Vec<String> = ["firewall".to_string(), "start".to_string()]
+            .into_iter()
+            .chain(gws)
+            .collect();
         let mut out = Vec::new();
         self.ask("reset")?;
         let mut count = |this: &mut Self, what: String, prog: &str, args: &[String]| {
             let execs = proc::count_execs(this.inside, prog, args, &this.dir);
             out.push(Census { what, execs });
         };
-        count(self, format!("bitmask-root firewall start ({n} gw, fresh)"), &bin, &start_args);
-        count(self, format!("bitmask-root firewall start ({n} gw, while up)"), &bin, &start_args);
-        count(self, "bitmask-root firewall isup".into(), &bin, &strings(&["firewall", "isup"]));
-        count(self, "bitmask-root firewall stop".into(), &bin, &strings(&["firewall", "stop"]));
+        count(
+            self,
+            format!("bitmask-root firewall start ({n} gw, fresh)"),
+            &bin,
+            &start_args,
+        );
+        count(
+            self,
+            format!("bitmask-root firewall start ({n} gw, while up)"),
+            &bin,
+            &start_args,
+        );
+        count(
+            self,
+            "bitmask-root firewall isup".into(),
+            &bin,
+            &strings(&["firewall", "isup"]),
+        );
+        count(
+            self,
+            "bitmask-root firewall stop".into(),
+            &bin,
+            &strings(&["firewall", "stop"]),
+        );
         if n > 1 {
             self.ask("reset")?;
             return Ok(out);
         }
         let fresh = f.fresh_nft.to_string_lossy().into_owned();
-        count(self, "nft -f (fresh)".into(), "nft", &strings(&["-f", &fresh]));
+        count(
+            self,
+            "nft -f (fresh)".into(),
+            "nft",
+            &strings(&["-f", &fresh]),
+        );
         self.ask("reset")?;
         for (what, steps, pre) in [
-            (format!("iptables per rule: start ({n} gw, from clean)"), iptables::start(&f.gateways), Pre::Clean),
-            (format!("iptables per rule: start while started ({n} gw)"), iptables::start(&f.gateways), Pre::Iptables),
-            ("iptables per rule: stop".to_string(), iptables::stop(), Pre::Iptables),
+            (
+                format!("iptables per rule: start ({n} gw, from clean)"),
+                iptables::start(&f.gateways),
+                Pre::Clean,
+            ),
+            (
+                format!("iptables per rule: start while started ({n} gw)"),
+                iptables::start(&f.gateways),
+                Pre::Iptables,
+            ),
+            (
+                "iptables per rule: stop".to_string(),
+                iptables::stop(),
+                Pre::Iptables,
+            ),
         ] {
             self.establish(pre, f)?;
             let script = self.dir.join("original.sh");
             write(&script, &iptables::script(&steps))?;
-            let execs = proc::count_execs(self.inside, "sh", &[script.to_string_lossy().into_owned()], &self.dir)
-                .map(|e| e.saturating_sub(1));
+            let execs = proc::count_execs(
+                self.inside,
+                "sh",
+                &[script.to_string_lossy().into_owned()],
+                &self.dir,
+            )
+            .map(|e| e.saturating_sub(1));
             out.push(Census { what, execs });
         }
         self.ask("reset")?;
         let ipt4 = f.ipt4.to_string_lossy().into_owned();
-        let v4 = proc::count_execs(self.inside, "iptables-restore", &strings(&["--noflush", &ipt4]), &self.dir);
+        let v4 = proc::count_execs(
+            self.inside,
+            "iptables-restore",
+            &strings(&["--noflush", &ipt4]),
+            &self.dir,
+        );
         let ipt6 = f.ipt6.to_string_lossy().into_owned();
-        let v6 = proc::count_execs(self.inside, "ip6tables-restore", &strings(&["--noflush", &ipt6]), &self.dir);
-        out.push(Census { what: "iptables-restore + ip6tables-restore".into(), execs: v4.zip(v6).map(|(a, b)| a + b) });
+        let v6 = proc::count_execs(
+            self.inside,
+            "ip6tables-restore",
+            &strings(&["--noflush", &ipt6]),
+            &self.dir,
+        );
+        out.push(Census {
+            what: "iptables-restore + ip6tables-restore".into(),
+            execs: v4.zip(v6).map(|(a, b)| a + b),
+        });
         self.ask("reset")?;
         Ok(out)
     }
@@ -616,7 +736,11 @@ impl<'a> Bench<'a> {
     /// the smallest and largest gateway count, to a gateway (accepted, dropped by the sink) and
     /// to another address (rejected). Rounds interleave the rulesets.
     fn flows(&mut self, groups: &[Group]) -> Result<Vec<Flow>, String> {
-        let v4: Vec<usize> = groups.iter().filter(|g| g.family == Family::V4).map(|g| g.n).collect();
+        let v4: Vec<usize> = groups
+            .iter()
+            .filter(|g| g.family == Family::V4)
+            .map(|g| g.n)
+            .collect();
         let (Some(&lo), Some(&hi)) = (v4.iter().min(), v4.iter().max()) else {
             return Ok(Vec::new());
         };
@@ -625,17 +749,31 @@ impl<'a> Bench<'a> {
             configs.push(("bitmask-root", n));
             configs.push(("iptables (original rules)", n));
         }
-        eprintln!("bench: packet rate, {} rulesets × {} rounds", configs.len(), self.opts.flood_rounds);
+        eprintln!(
+            "bench: packet rate, {} rulesets × {} rounds",
+            configs.len(),
+            self.opts.flood_rounds
+        );
         let mut flows: Vec<Flow> = Vec::new();
         let mut delivered: BTreeMap<(usize, bool), Vec<f64>> = BTreeMap::new();
         for &(ruleset, n) in &configs {
             for accepted in [true, false] {
-                flows.push(Flow { ruleset, n, accepted, pps: Vec::new(), delivered: 0.0 });
+                flows.push(Flow {
+                    ruleset,
+                    n,
+                    accepted,
+                    pps: Vec::new(),
+                    delivered: 0.0,
+                });
             }
         }
         for round in 0..self.opts.flood_rounds {
             for j in 0..configs.len() {
-                let i = if round % 2 == 0 { j } else { configs.len() - 1 - j };
+                let i = if round % 2 == 0 {
+                    j
+                } else {
+                    configs.len() - 1 - j
+                };
                 let (ruleset, n) = configs[i];
                 self.flood_setup(ruleset, n)?;
                 for accepted in [true, false] {
@@ -678,19 +816,29 @@ impl<'a> Bench<'a> {
     fn flood(&mut self, accepted: bool) -> Result<(f64, f64), String> {
         let to = if accepted { TARGET_GW } else { NOT_GW };
         let before = self.inside.tx_packets()?;
-        let a = self.ask(&format!("flood {to} 9 {} {}", self.opts.flood_packets, self.opts.flood_ms))?;
+        let a = self.ask(&format!(
+            "flood {to} 9 {} {}",
+            self.opts.flood_packets, self.opts.flood_ms
+        ))?;
         let after = self.inside.tx_packets()?;
         let tried = (a.num("sent")? + a.num("errors")?) as f64;
         let secs = a.elapsed()?.as_secs_f64();
         let left = after.saturating_sub(before) as f64;
-        Ok((tried / secs.max(1e-9), if tried > 0.0 { left / tried } else { 0.0 }))
+        Ok((
+            tried / secs.max(1e-9),
+            if tried > 0.0 { left / tried } else { 0.0 },
+        ))
     }
 
     /// The size of a stripped copy of the binary, when `strip` is installed.
     fn stripped_size(&self) -> Option<u64> {
         let copy = self.dir.join("bitmask-root.stripped");
         std::fs::copy(&self.built.bin, &copy).ok()?;
-        let ok = std::process::Command::new("strip").arg(&copy).status().ok()?.success();
+        let ok = std::process::Command::new("strip")
+            .arg(&copy)
+            .status()
+            .ok()?
+            .success();
         let size = std::fs::metadata(&copy).ok()?.len();
         ok.then_some(size)
     }
@@ -727,7 +875,9 @@ pub fn gateways(family: Family, n: usize) -> Vec<IpAddr> {
     let mut v: Vec<IpAddr> = (0..n4.saturating_sub(1) as u32)
         .map(|i| IpAddr::V4(Ipv4Addr::from(base + i)))
         .collect();
-    v.push(IpAddr::V4(TARGET_GW.parse().unwrap_or(Ipv4Addr::new(203, 0, 113, 10))));
+    v.push(IpAddr::V4(
+        TARGET_GW.parse().unwrap_or(Ipv4Addr::new(203, 0, 113, 10)),
+    ));
     let base6 = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
     v.extend((0..(n - n4) as u128).map(|i| IpAddr::V6(Ipv6Addr::from(base6 + i))));
     v

@@ -77,12 +77,20 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// Waits up to `timeout_ms` for the process behind `pidfd` to exit. `Ok(true)` when it has,
 /// `Ok(false)` on timeout or when a signal interrupted the wait.
 pub fn wait_exit(pidfd: &OwnedFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd on our stack, count 1; poll writes only its `revents`.
     let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     if rc < 0 {
         let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
     }
     Ok(rc > 0)
 }
@@ -127,7 +135,11 @@ pub fn reap(pid: u32) -> io::Result<Reaped> {
             }
             return Err(e);
         }
-        let code = if libc::WIFEXITED(status) { Some(libc::WEXITSTATUS(status)) } else { None };
+        let code = if libc::WIFEXITED(status) {
+            Some(libc::WEXITSTATUS(status))
+        } else {
+            None
+        };
         let maxrss_kb = u64::try_from(usage.ru_maxrss).unwrap_or(0);
         return Ok(Reaped { code, maxrss_kb });
     }
