@@ -40,7 +40,8 @@ pub use netns::{Netns, NsThread};
 pub use probe::SendOpts;
 pub use topology::{Topology, TopologyBuilder};
 
-/// Whether the harness can run here: root, and `ip` available. Tests may skip otherwise.
+/// Whether the harness can run here: root, and `ip` available. Tests must fail, never skip,
+/// when it cannot: a skipped leak test proves nothing.
 pub fn can_run() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .map(|s| {

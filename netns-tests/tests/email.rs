@@ -56,12 +56,14 @@ fn can_run() -> bool {
     netns_tests::can_run() && have("nft") && have("setpriv") && have("timeout")
 }
 
-macro_rules! skip_unless_runnable {
+/// These tests never skip: without what they need they fail, loudly, with what to do.
+macro_rules! require_runnable {
     () => {
-        if !can_run() {
-            eprintln!("skipped: needs root, ip, nft, setpriv and timeout");
-            return;
-        }
+        assert!(
+            can_run(),
+            "the email firewall tests need root, ip, nft, setpriv and timeout: \
+             run them as root through `cargo xtask test`, which installs what is missing"
+        );
     };
 }
 
@@ -266,7 +268,7 @@ fn table(ns: &Netns, name: &str) -> Option<String> {
 
 #[test]
 fn only_the_mail_user_reaches_the_proxies_and_nobody_from_outside() {
-    skip_unless_runnable!();
+    require_runnable!();
     let bin = Bin::new();
     let t = Topology::builder().build().expect("topology");
     let client = t.client();
@@ -319,7 +321,7 @@ fn only_the_mail_user_reaches_the_proxies_and_nobody_from_outside() {
 
 #[test]
 fn a_new_start_replaces_the_running_email_firewall_at_once() {
-    skip_unless_runnable!();
+    require_runnable!();
     let bin = Bin::new();
     let ns = lone_namespace();
     let l = Listeners::start(&ns, &LOOPBACK);
@@ -360,7 +362,7 @@ fn a_new_start_replaces_the_running_email_firewall_at_once() {
 
 #[test]
 fn invalid_uids_change_nothing() {
-    skip_unless_runnable!();
+    require_runnable!();
     let bin = Bin::new();
     let ns = lone_namespace();
     let bad = [
@@ -422,7 +424,7 @@ fn invalid_uids_change_nothing() {
 
 #[test]
 fn isup_says_why_when_the_table_was_changed() {
-    skip_unless_runnable!();
+    require_runnable!();
     let bin = Bin::new();
     let ns = lone_namespace();
     bin.ok(&ns, &["fw-email", "start", &MAIL_UID.to_string()]);
@@ -486,7 +488,7 @@ impl Step {
 
 #[test]
 fn vpn_and_email_firewalls_leave_each_other_intact_in_every_order() {
-    skip_unless_runnable!();
+    require_runnable!();
     let bin = Bin::new();
     let t = Topology::builder().build().expect("topology");
     let client = t.client();
