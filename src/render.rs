@@ -328,4 +328,33 @@ mod tests {
             "gateways must come before the reject, as in the seed"
         );
     }
+
+    /// The README shows the plan for a host whose only network is eth0 on 192.168.1.0/24;
+    /// it must stay exactly what the code prints.
+    #[test]
+    fn the_readme_example_is_current() {
+        let net = Network {
+            interfaces: vec![
+                Interface {
+                    name: "lo".into(),
+                    index: 1,
+                    prefixes: vec![Prefix::new("127.0.0.1".parse().unwrap(), 8)],
+                },
+                Interface {
+                    name: "eth0".into(),
+                    index: 2,
+                    prefixes: vec![Prefix::new("192.168.1.10".parse().unwrap(), 24)],
+                },
+            ],
+            default_v4: Some("eth0".into()),
+            default_v6: None,
+            ipv6: true,
+        };
+        let policy = Policy::builder().gateway("198.51.100.7".parse().unwrap()).build().unwrap();
+        let text = crate::engine::render(&plan(&policy, &net).unwrap()).unwrap();
+        assert!(
+            include_str!("../README.md").contains(&text),
+            "README.md's example plan is out of date; it should read:\n{text}"
+        );
+    }
 }
