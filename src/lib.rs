@@ -33,6 +33,7 @@
 //! assert!(text.contains("ip daddr @gateways4 accept"));
 //! ```
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod discovery;
@@ -47,6 +48,7 @@ pub mod policy;
 pub mod readback;
 pub mod render;
 pub mod status;
+#[allow(unsafe_code)]
 pub(crate) mod sys;
 pub mod transport;
 

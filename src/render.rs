@@ -350,7 +350,10 @@ mod tests {
             default_v6: None,
             ipv6: true,
         };
-        let policy = Policy::builder().gateway("198.51.100.7".parse().unwrap()).build().unwrap();
+        let policy = Policy::builder()
+            .gateway("198.51.100.7".parse().unwrap())
+            .build()
+            .unwrap();
         let text = crate::engine::render(&plan(&policy, &net).unwrap()).unwrap();
         assert!(
             include_str!("../README.md").contains(&text),

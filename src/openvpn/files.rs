@@ -15,8 +15,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use super::sys;
 use super::values::abs_path;
+use crate::sys::process as sys;
 
 /// The credentials of the invoking user.
 #[derive(Debug, Clone, PartialEq, Eq)]

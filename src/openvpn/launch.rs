@@ -11,7 +11,8 @@ use super::error::Error;
 use super::pidfile::{self, Record};
 use super::process::{self, Identity};
 use super::validate::{self, Prepared};
-use super::{sys, LaunchEnv};
+use super::LaunchEnv;
+use crate::sys::process as sys;
 
 /// The whole environment openvpn gets. Nothing of the caller's environment is passed on
 /// (sudo setups may keep variables that pkexec would have removed).

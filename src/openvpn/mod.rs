@@ -22,7 +22,7 @@ mod launch;
 pub mod pidfile;
 mod process;
 mod stop;
-mod sys;
+
 mod validate;
 mod values;
 

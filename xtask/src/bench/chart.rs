@@ -80,7 +80,10 @@ fn plot(area: &Area<'_>, lines: &[Line]) -> Result<(), Failed> {
     let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min).max(0.01) * 0.6;
     let y_max = all().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.8;
     let mut chart = ChartBuilder::on(area)
-        .caption("Apply time vs gateway count (IPv4, median; log-log)", ("sans-serif", 22))
+        .caption(
+            "Apply time vs gateway count (IPv4, median; log-log)",
+            ("sans-serif", 22),
+        )
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -90,7 +93,13 @@ fn plot(area: &Area<'_>, lines: &[Line]) -> Result<(), Failed> {
         .x_desc("gateways")
         .y_desc("milliseconds")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| if *y >= 1.0 { format!("{y:.0}") } else { format!("{y:.2}") })
+        .y_label_formatter(&|y| {
+            if *y >= 1.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y:.2}")
+            }
+        })
         .draw()?;
     for (_, colour, pts) in lines {
         let c = *colour;
@@ -105,7 +114,10 @@ fn legend(area: &Area<'_>, lines: &[Line]) -> Result<(), Failed> {
     for (i, (label, colour, _)) in lines.iter().enumerate() {
         let x = 90 + 440 * (i / per_column) as i32;
         let y = 12 + 22 * (i % per_column) as i32;
-        area.draw(&PathElement::new(vec![(x, y), (x + 28, y)], colour.stroke_width(3)))?;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 28, y)],
+            colour.stroke_width(3),
+        ))?;
         area.draw(&Circle::new((x + 14, y), 4, colour.filled()))?;
         area.draw(&Text::new(*label, (x + 38, y - 8), ("sans-serif", 15)))?;
     }

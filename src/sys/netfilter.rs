@@ -1,5 +1,5 @@
-//! The crate's only `unsafe` code (outside `openvpn::sys`): the nftnl pieces that the safe
-//! `nftnl` crate lacks, and three system calls. Each block says why it is sound.
+//! The nftnl pieces that the safe `nftnl` crate lacks (a `log` expression, a table with a
+//! comment), socket options for the netfilter socket, and an aligned receive buffer.
 
 use std::ffi::{c_void, CString};
 use std::io;

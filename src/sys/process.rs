@@ -1,4 +1,4 @@
-//! The only `unsafe` code of the OpenVPN launcher: thin, checked wrappers around libc calls
+//! For the OpenVPN launcher: thin, checked wrappers around libc calls
 //! that std does not offer (`openat` with `O_PATH`/`O_NOFOLLOW`, `fstat`, per-thread
 //! filesystem credentials, `execveat`, pidfds, NSS lookups).
 //!
