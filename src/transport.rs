@@ -21,7 +21,7 @@ use nftnl::expr::{
     Ipv6HeaderField, Lookup, Masquerade, Meta, Nat, NatType, NetworkHeaderField, Payload, Register,
     RejectionType, TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
 };
-use nftnl::set::Set as NftSet;
+use nftnl::set::{Set as NftSet, SetKey};
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
 
 use crate::netlink;
@@ -148,52 +148,34 @@ fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encode
     for (i, set) in rs.sets.iter().enumerate() {
         let name = CString::new(set.name.as_str())?;
         let id = i as u32 + 1;
+        // The objects-only encoding (for the fingerprint) leaves the elements out.
+        let elements = set.elements.iter().filter(|_| replace);
         match set.family {
-            Family::V4 => {
-                let mut s = NftSet::new_named(&name, id, &table, ProtoFamily::Inet);
-                if replace {
-                    for e in &set.elements {
-                        if let IpAddr::V4(a) = e {
-                            s.add(a);
-                        }
-                    }
-                }
-                sets4.push(s);
-            }
-            Family::V6 => {
-                let mut s = NftSet::new_named(&name, id, &table, ProtoFamily::Inet);
-                if replace {
-                    for e in &set.elements {
-                        if let IpAddr::V6(a) = e {
-                            s.add(a);
-                        }
-                    }
-                }
-                sets6.push(s);
-            }
+            Family::V4 => sets4.push(named_set(
+                &table,
+                &name,
+                id,
+                elements.filter_map(|e| match e {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                }),
+            )),
+            Family::V6 => sets6.push(named_set(
+                &table,
+                &name,
+                id,
+                elements.filter_map(|e| match e {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                }),
+            )),
         }
     }
     for s in &sets4 {
-        batch.add(s, MsgType::Add);
-        labels.push(format!("set {}", s.get_name().to_string_lossy()));
-        for m in s.elems_iter() {
-            batch.add(&m, MsgType::Add);
-            labels.push(format!(
-                "elements of set {}",
-                s.get_name().to_string_lossy()
-            ));
-        }
+        add_set(&mut batch, &mut labels, s);
     }
     for s in &sets6 {
-        batch.add(s, MsgType::Add);
-        labels.push(format!("set {}", s.get_name().to_string_lossy()));
-        for m in s.elems_iter() {
-            batch.add(&m, MsgType::Add);
-            labels.push(format!(
-                "elements of set {}",
-                s.get_name().to_string_lossy()
-            ));
-        }
+        add_set(&mut batch, &mut labels, s);
     }
 
     let mut chains = Vec::new();
@@ -233,6 +215,31 @@ fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encode
         batch: batch.finalize(),
         labels,
     })
+}
+
+/// A named set of `table` holding `elements`.
+fn named_set<'a, K: SetKey>(
+    table: &'a nftnl::Table,
+    name: &CString,
+    id: u32,
+    elements: impl Iterator<Item = K>,
+) -> NftSet<'a, K> {
+    let mut set = NftSet::new_named(name, id, table, ProtoFamily::Inet);
+    for e in elements {
+        set.add(&e);
+    }
+    set
+}
+
+/// Adds a set and its element messages to the batch.
+fn add_set<K>(batch: &mut Batch, labels: &mut Vec<String>, set: &NftSet<'_, K>) {
+    let name = set.get_name().to_string_lossy().into_owned();
+    batch.add(set, MsgType::Add);
+    labels.push(format!("set {name}"));
+    for m in set.elems_iter() {
+        batch.add(&m, MsgType::Add);
+        labels.push(format!("elements of set {name}"));
+    }
 }
 
 /// A rule that names a set the ruleset does not declare is a bug in the plan; refusing it keeps
