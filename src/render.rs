@@ -176,28 +176,31 @@ mod tests {
     use crate::plan::plan;
     use crate::policy::{Policy, Profile};
 
-    /// The seed's example: eth0 on 192.168.1.0/24 and its four gateways.
-    fn seed() -> (Network, Vec<std::net::IpAddr>) {
-        let net = Network {
+    /// A host with loopback and `eth0` holding these addresses (prefix lengths given).
+    fn eth0_network(addrs: &[(&str, u8)]) -> Network {
+        let prefix = |(a, l): &(&str, u8)| Prefix::new(a.parse().expect("address"), *l);
+        Network {
             interfaces: vec![
                 Interface {
                     name: "lo".into(),
                     index: 1,
-                    prefixes: vec![Prefix::new("127.0.0.1".parse().unwrap(), 8)],
+                    prefixes: vec![prefix(&("127.0.0.1", 8))],
                 },
                 Interface {
                     name: "eth0".into(),
                     index: 2,
-                    prefixes: vec![
-                        Prefix::new("192.168.1.10".parse().unwrap(), 24),
-                        Prefix::new("fe80::1".parse().unwrap(), 64),
-                    ],
+                    prefixes: addrs.iter().map(prefix).collect(),
                 },
             ],
             default_v4: Some("eth0".into()),
             default_v6: None,
             ipv6: true,
-        };
+        }
+    }
+
+    /// The seed's example: eth0 on 192.168.1.0/24 and its four gateways.
+    fn seed() -> (Network, Vec<std::net::IpAddr>) {
+        let net = eth0_network(&[("192.168.1.10", 24), ("fe80::1", 64)]);
         let gws = [
             "199.58.81.145",
             "198.252.153.28",
@@ -333,23 +336,7 @@ mod tests {
     /// it must stay exactly what the code prints.
     #[test]
     fn the_readme_example_is_current() {
-        let net = Network {
-            interfaces: vec![
-                Interface {
-                    name: "lo".into(),
-                    index: 1,
-                    prefixes: vec![Prefix::new("127.0.0.1".parse().unwrap(), 8)],
-                },
-                Interface {
-                    name: "eth0".into(),
-                    index: 2,
-                    prefixes: vec![Prefix::new("192.168.1.10".parse().unwrap(), 24)],
-                },
-            ],
-            default_v4: Some("eth0".into()),
-            default_v6: None,
-            ipv6: true,
-        };
+        let net = eth0_network(&[("192.168.1.10", 24)]);
         let policy = Policy::builder()
             .gateway("198.51.100.7".parse().unwrap())
             .build()
