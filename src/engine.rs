@@ -57,8 +57,25 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
     let expected = readback::snapshot_of(rs)?;
     let fingerprint = expected.fingerprint();
     let comment = readback::comment_for(&rs.record, fingerprint);
-    let enc = transport::encode_replace(rs, &comment)?;
-    transport::commit(&enc)?;
+    // A fresh start creates the table without deleting anything (no wait in the kernel); if
+    // the table appeared in the meantime the kernel refuses that batch whole, and the
+    // replacing batch runs instead.
+    let created = if readback::table_exists(&rs.table)? {
+        false
+    } else {
+        match transport::commit(&transport::encode_create(rs, &comment)?) {
+            Ok(()) => true,
+            Err(transport::TransportError::Rejected { source, .. })
+                if source.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                false
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if !created {
+        transport::commit(&transport::encode_replace(rs, &comment)?)?;
+    }
     if rs.set_ip_forward {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {
             path: "/proc/sys/net/ipv4/ip_forward",

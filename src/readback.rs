@@ -278,6 +278,19 @@ fn parse_ip(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// Whether table `inet NAME` exists (one small request).
+pub fn table_exists(name: &str) -> Result<bool, TransportError> {
+    let cname = netlink::cstr(name);
+    let get = netlink::nft_request(
+        netlink::NFT_MSG_GETTABLE,
+        NLM_F_REQUEST | NLM_F_ACK,
+        1,
+        NFPROTO_INET,
+        &[(1, &cname)],
+    );
+    Ok(!transport::dump(&get, "the table")?.is_empty())
+}
+
 /// Reads table `inet NAME` back from the kernel of the calling thread's namespace; `None` when
 /// it does not exist.
 pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {

@@ -88,23 +88,36 @@ impl Encoded {
     }
 }
 
-/// What to put in the table message.
-enum TableMsg<'a> {
-    /// A plain table.
-    Plain,
-    /// A table with this comment.
-    Commented(&'a str),
+/// What kind of batch to build.
+enum Mode<'a> {
+    /// The objects only, with a plain table and no set elements: the input of the
+    /// fingerprint, never sent.
+    Objects,
+    /// `table add, table delete, table add (with comment), contents`: replaces whatever is
+    /// there, or nothing.
+    Replace(&'a str),
+    /// `table create (exclusive, with comment), contents`: only when the table is absent. The
+    /// kernel refuses it with EEXIST if the table appeared meanwhile. Without a delete in the
+    /// transaction the kernel need not wait for readers of the old table (an RCU grace
+    /// period, about 15 ms), so a fresh start is several times faster.
+    Create(&'a str),
 }
 
 /// Encodes the replacement batch for `rs`, with `comment` on the table.
 pub fn encode_replace(rs: &Ruleset, comment: &str) -> Result<Encoded, TransportError> {
-    encode(rs, TableMsg::Commented(comment), true)
+    encode(rs, Mode::Replace(comment))
+}
+
+/// Encodes a batch that creates table `rs.table`, with `comment`, and fails with EEXIST if
+/// it exists.
+pub fn encode_create(rs: &Ruleset, comment: &str) -> Result<Encoded, TransportError> {
+    encode(rs, Mode::Create(comment))
 }
 
 /// Encodes only the objects (no table replacement, no set elements): the input of the
 /// fingerprint. Never sent.
 pub fn encode_objects(rs: &Ruleset) -> Result<Encoded, TransportError> {
-    encode(rs, TableMsg::Plain, false)
+    encode(rs, Mode::Objects)
 }
 
 /// Encodes the removal of table `name` (add + delete: never fails because it is absent).
@@ -123,25 +136,28 @@ pub fn encode_remove(name: &str) -> Result<Encoded, TransportError> {
     })
 }
 
-fn encode(rs: &Ruleset, table_msg: TableMsg<'_>, replace: bool) -> Result<Encoded, TransportError> {
+fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
     let tname = CString::new(rs.table.as_str())?;
     let table = nftnl::Table::new(&tname, ProtoFamily::Inet);
     let mut batch = Batch::new();
     let mut labels = Vec::new();
-    if replace {
+    if let Mode::Replace(_) = mode {
         batch.add(&table, MsgType::Add);
         labels.push(format!("table inet {}", rs.table));
         batch.add(&table, MsgType::Del);
         labels.push(format!("replacing table inet {}", rs.table));
     }
-    match table_msg {
-        TableMsg::Plain => batch.add(&table, MsgType::Add),
-        TableMsg::Commented(c) => {
+    match mode {
+        Mode::Objects => batch.add(&table, MsgType::Add),
+        Mode::Replace(c) | Mode::Create(c) => {
             let comment = CString::new(c)?;
-            batch.add(&sys::CommentedTable::new(&tname, &comment), MsgType::Add)
+            let exclusive = matches!(mode, Mode::Create(_));
+            let msg = sys::CommentedTable::new(&tname, &comment, exclusive);
+            batch.add(&msg, MsgType::Add)
         }
     }
     labels.push(format!("table inet {}", rs.table));
+    let replace = !matches!(mode, Mode::Objects);
 
     let mut sets4: Vec<NftSet<'_, Ipv4Addr>> = Vec::new();
     let mut sets6: Vec<NftSet<'_, Ipv6Addr>> = Vec::new();

@@ -597,10 +597,12 @@ fn case08_crash_atomicity() {
                 .entry("(not killed: before exec or after exit)")
                 .or_default() += 1;
         }
-        case.check(
-            state != "IN BETWEEN",
-            format!("kill #{i}: ruleset is neither old nor new: {now:?}"),
-        );
+        let what = if state == "IN BETWEEN" {
+            format!("kill #{i}: the ruleset is neither old nor new: {now:?}")
+        } else {
+            format!("kill #{i}: {state}")
+        };
+        case.check(state != "IN BETWEEN", what);
         if now.is_some() {
             host.clear();
             udp_send(

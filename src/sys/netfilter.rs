@@ -48,12 +48,14 @@ const UDATA_TABLE_COMMENT: u8 = 0;
 /// A table message that carries a comment (nftnl 0.9's `Table` cannot set user data).
 pub struct CommentedTable {
     table: NonNull<nsys::nftnl_table>,
+    exclusive: bool,
 }
 
 impl CommentedTable {
     /// An `inet` table named `name` with `comment` (at most 252 bytes, no NUL inside; the
-    /// kernel limits user data to 256 bytes).
-    pub fn new(name: &CString, comment: &CString) -> CommentedTable {
+    /// kernel limits user data to 256 bytes). With `exclusive`, adding it fails with EEXIST
+    /// when the table exists (`NLM_F_CREATE | NLM_F_EXCL`).
+    pub fn new(name: &CString, comment: &CString, exclusive: bool) -> CommentedTable {
         let text = comment.as_bytes_with_nul();
         let mut udata = Vec::with_capacity(text.len() + 2);
         udata.push(UDATA_TABLE_COMMENT);
@@ -79,7 +81,10 @@ impl CommentedTable {
                 udata.as_ptr() as *const c_void,
                 udata.len() as u32,
             );
-            CommentedTable { table: t }
+            CommentedTable {
+                table: t,
+                exclusive,
+            }
         }
     }
 }
@@ -92,13 +97,17 @@ unsafe impl NlMsg for CommentedTable {
             MsgType::Add => libc::NFT_MSG_NEWTABLE,
             MsgType::Del => libc::NFT_MSG_DELTABLE,
         };
+        let mut flags = libc::NLM_F_ACK;
+        if self.exclusive && matches!(msg_type, MsgType::Add) {
+            flags |= libc::NLM_F_CREATE | libc::NLM_F_EXCL;
+        }
         // SAFETY: as above; the header is written at the start of `buf`.
         unsafe {
             let header = nsys::nftnl_nlmsg_build_hdr(
                 buf as *mut c_char,
                 ty as u16,
                 ProtoFamily::Inet as u16,
-                libc::NLM_F_ACK as u16,
+                flags as u16,
                 seq,
             );
             nsys::nftnl_table_nlmsg_build_payload(header, self.table.as_ptr());
