@@ -29,8 +29,7 @@ fn write_ruleset(s: &mut String, rs: &Ruleset, comment: &str) -> fmt::Result {
             Family::V6 => "ipv6_addr",
         };
         writeln!(s, "\t\ttype {ty}")?;
-        let elems: Vec<String> = set.elements.iter().map(|e| e.to_string()).collect();
-        writeln!(s, "\t\telements = {{ {} }}", elems.join(", "))?;
+        writeln!(s, "\t\telements = {{ {} }}", elements_text(set))?;
         writeln!(s, "\t}}")?;
     }
     for (i, chain) in rs.chains.iter().enumerate() {
@@ -40,6 +39,26 @@ fn write_ruleset(s: &mut String, rs: &Ruleset, comment: &str) -> fmt::Result {
         write_chain(s, chain)?;
     }
     writeln!(s, "}}")
+}
+
+/// The elements as nft lays them out: IPv4 addresses two to a line, IPv6 one to a line.
+fn elements_text(set: &crate::plan::Set) -> String {
+    let per_line = match set.family {
+        Family::V4 => 2,
+        Family::V6 => 1,
+    };
+    let mut out = String::new();
+    for (i, e) in set.elements.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if i % per_line == 0 {
+                ",\n\t\t\t     "
+            } else {
+                ", "
+            });
+        }
+        out.push_str(&e.to_string());
+    }
+    out
 }
 
 fn write_chain(s: &mut String, c: &Chain) -> fmt::Result {

@@ -420,6 +420,10 @@ fn encode_rule(
     Ok(())
 }
 
+/// The receive buffer: netlink hands over one message batch (skb) per read, and the kernel
+/// keeps dump batches under 32 KiB; ACKs and (with `NETLINK_CAP_ACK`) errors are tiny.
+const RECV_BUFFER: usize = 64 << 10;
+
 /// A netfilter socket with buffers sized for `messages` ACKs and a batch of `bytes`.
 fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportError> {
     let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
@@ -431,6 +435,7 @@ fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportEr
     )
     .map_err(TransportError::Open)?;
     sys::set_receive_timeout(&socket, 30).map_err(TransportError::Open)?;
+    sys::cap_acks(&socket).map_err(TransportError::Open)?;
     Ok(socket)
 }
 
@@ -455,7 +460,7 @@ pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
     };
     let portid = socket.portid();
     let mut pending: BTreeSet<u32> = seqs.clone().collect();
-    let mut rbuf = sys::AlignedBuf::new(256 << 10);
+    let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
     while !pending.is_empty() {
         let bytes = rbuf.bytes_mut();
         let n = socket.recv_raw(bytes).map_err(TransportError::Recv)?;
@@ -497,7 +502,7 @@ pub fn dump(request: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, Transpor
         .map_err(|source| TransportError::Dump { what, source })?;
     let portid = socket.portid();
     let mut out = Vec::new();
-    let mut rbuf = sys::AlignedBuf::new(1 << 20);
+    let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
     loop {
         let bytes = rbuf.bytes_mut();
         let n = socket

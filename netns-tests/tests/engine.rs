@@ -51,6 +51,30 @@ fn the_kernel_lists_exactly_the_plan() {
     }
 }
 
+/// Long gateway lists too: nft lays set elements out over several lines.
+#[test]
+fn the_kernel_lists_exactly_the_plan_with_many_gateways() {
+    let t = Topology::builder().build().expect("topology");
+    let b = bin();
+    let gws: Vec<IpAddr> = (1u32..=300)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0xc633_6400 + i * 3)))
+        .chain(
+            (1u128..=40)
+                .map(|i| IpAddr::V6(std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) + i * 7))),
+        )
+        .collect();
+    b.start(t.client(), &[], &gws).expect("start");
+    let mut args: Vec<String> = ["--dry-run", "firewall", "start"]
+        .map(String::from)
+        .to_vec();
+    args.extend(gws.iter().map(|g| g.to_string()));
+    let plan = b.run(t.client(), &args).expect("dry run");
+    let kernel = nft::table(t.client(), "inet", "bitmask")
+        .expect("nft")
+        .expect("our table");
+    assert_eq!(kernel, plan.stdout);
+}
+
 #[test]
 fn gateways_and_lan_pass_everything_else_is_refused_and_replacement_flips_it() {
     let gw2 = gateway_v4(2);

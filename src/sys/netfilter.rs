@@ -151,6 +151,12 @@ pub fn size_socket_buffers(fd: &impl AsRawFd, rcv: usize, snd: usize) -> io::Res
         .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, snd))
 }
 
+/// Asks the kernel not to echo the whole request in error messages (`NETLINK_CAP_ACK`): an
+/// error then fits a small buffer however large the refused message was.
+pub fn cap_acks(fd: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)
+}
+
 /// Bounds how long a receive may block, so a silent kernel cannot hang the command.
 pub fn set_receive_timeout(fd: &impl AsRawFd, secs: i64) -> io::Result<()> {
     let tv = libc::timeval {

@@ -15,6 +15,8 @@
 //! up, the iptables rules up) is rebuilt the same way. Medians over the rounds after the
 //! warm-up rounds; ratios are taken between medians of the same run.
 
+#![deny(unsafe_code)]
+
 mod chart;
 mod helper;
 mod iptables;
@@ -23,6 +25,7 @@ mod proc;
 mod report;
 mod stats;
 mod suite;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -54,11 +57,12 @@ pub struct Opts {
 }
 
 const USAGE: &str = "\
-cargo xtask bench [--quick] [--runs N] [--warmup N] [--sizes 1,50,...] [--out DIR]
+cargo xtask bench [--quick] [--runs N] [--warmup N] [--sizes 1,50,...] [--mix-sizes 50,...] [--out DIR]
 
-Benchmarks bitmask-root against nft -f and the iptables way, inside a throwaway network
-namespace (needs root). Writes docs/bench.md and docs/bench.svg (--quick: a fast check with
-fewer runs and sizes, written to target/bench-quick/). About 5-10 minutes; --quick about 1.
+Benchmarks bitmask-root against nft -f and the iptables way, inside throwaway network
+namespaces (needs root). Writes docs/bench.md and docs/bench.svg; --quick is a fast check with
+fewer runs and sizes, written to target/bench-quick/. About 4 minutes on 2 CPUs, --quick about
+half a minute.
 ";
 
 impl Opts {
@@ -112,7 +116,6 @@ impl Opts {
                 "--sizes" => o.sizes = list(value()?)?,
                 "--mix-sizes" => o.mix_sizes = list(value()?)?,
                 "--out" => o.out = PathBuf::from(value()?),
-                "-h" | "--help" => return Err(USAGE.to_string()),
                 other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
             }
         }
@@ -211,6 +214,10 @@ fn preflight() -> Result<(), String> {
 
 /// `cargo xtask bench [OPTIONS]`.
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{USAGE}");
+        return Ok(());
+    }
     let opts = Opts::parse(args)?;
     preflight()?;
     let built = build()?;

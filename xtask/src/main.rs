@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's tasks. `cargo xtask help` lists them.
 
+mod bench;
 mod demo;
 mod deps;
 mod fuzz;
@@ -143,6 +144,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(),
         Some("netns-test") => netns_test_task(),
+        Some("bench") => {
+            deps::ensure(&[deps::BUILD, deps::TEST]).and_then(|()| bench::run(&args[1..]))
+        }
         Some("fuzz") => deps::ensure(&[deps::BUILD]).and_then(|()| fuzz::run()),
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");

@@ -22,6 +22,8 @@ pub struct Ran {
     pub code: Option<i32>,
     /// Peak resident set in KiB.
     pub maxrss_kb: u64,
+    /// CPU time, user and system.
+    pub cpu: Duration,
 }
 
 impl Ran {
@@ -66,6 +68,7 @@ pub fn run(inside: &Inside, mut cmd: Command, errfile: &Path) -> Result<Ran, Str
         elapsed,
         code: reaped.code,
         maxrss_kb: reaped.maxrss_kb,
+        cpu: reaped.cpu,
     })
 }
 
@@ -101,7 +104,7 @@ pub fn output(inside: &Inside, mut cmd: Command) -> Result<String, String> {
 }
 
 /// Processes started by `cmd` (itself included), counted with `strace -f -e trace=execve`.
-/// `None` when strace is missing or cannot trace here.
+/// `None` when strace is missing, cannot trace here, or the command failed.
 pub fn count_execs(inside: &Inside, program: &str, args: &[String], dir: &Path) -> Option<usize> {
     let log = dir.join("strace.log");
     let mut cmd = inside.command("strace").ok()?;
@@ -110,7 +113,9 @@ pub fn count_execs(inside: &Inside, program: &str, args: &[String], dir: &Path) 
         .arg(program)
         .args(args);
     let ran = run(inside, cmd, &dir.join("strace.err")).ok()?;
-    ran.code?;
+    if !ran.ok() {
+        return None;
+    }
     let text = std::fs::read_to_string(&log).ok()?;
     Some(
         text.lines()

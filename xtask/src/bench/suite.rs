@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::helper::Helper;
@@ -90,10 +90,14 @@ pub enum Op {
     NftList,
     /// The original's `isup`: `iptables --list bitmask --numeric`.
     IptList,
+    /// `bitmask-root version`: starting our process, no netlink.
+    BinVersion,
+    /// `nft --version`: starting nft, no netlink.
+    NftVersion,
 }
 
 /// Every competitor, in round order.
-pub const ALL_OPS: [Op; 21] = [
+pub const ALL_OPS: [Op; 23] = [
     Op::FloorAdd,
     Op::Floor0,
     Op::FloorSized,
@@ -115,6 +119,8 @@ pub const ALL_OPS: [Op; 21] = [
     Op::NftList,
     Op::LibStatus,
     Op::IptList,
+    Op::BinVersion,
+    Op::NftVersion,
 ];
 
 impl Op {
@@ -126,6 +132,7 @@ impl Op {
             Op::FloorAdd | Op::Floor0 | Op::FloorSized => Pre::Clean,
             Op::HookFloor => Pre::Hooked,
             Op::IptRulesRestart | Op::IptRulesStop | Op::IptList => Pre::Iptables,
+            Op::BinVersion | Op::NftVersion => Pre::Clean,
             _ => Pre::Ours,
         }
     }
@@ -136,6 +143,11 @@ impl Op {
             self,
             Op::IptRestore | Op::IptRules | Op::IptRulesRestart | Op::IptRulesStop | Op::IptList
         )
+    }
+
+    /// Whether it measures only a process start (the same at every gateway count).
+    pub fn is_start_only(self) -> bool {
+        matches!(self, Op::BinVersion | Op::NftVersion)
     }
 
     /// Whether it starts one process per rule.
@@ -167,6 +179,8 @@ impl Op {
             Op::LibStatus => "library firewall::status",
             Op::NftList => "nft list table inet bitmask",
             Op::IptList => "iptables --list bitmask (original isup)",
+            Op::BinVersion => "bitmask-root version (process start only)",
+            Op::NftVersion => "nft --version (process start only)",
         }
     }
 
@@ -183,6 +197,7 @@ impl Op {
             | Op::IptRulesRestart
             | Op::HookFloor => "replacement",
             Op::BinStop | Op::LibStop | Op::NftDelete | Op::IptRulesStop => "stop",
+            Op::BinVersion | Op::NftVersion => "process start",
             _ => "isup",
         }
     }
@@ -272,6 +287,41 @@ pub fn run_in_namespace(lab: &Lab, built: &Built, opts: &Opts) -> Result<Results
         .map_err(|_| "the bench thread panicked".to_string())?
 }
 
+/// One timed run of a competitor.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    /// Wall time.
+    wall: Duration,
+    /// CPU time (user and system) of the processes, or of the helper's thread.
+    cpu: Option<Duration>,
+    /// The largest peak RSS of its processes.
+    maxrss_kb: Option<u64>,
+    /// Processes started (0 for an in-process call).
+    processes: Option<usize>,
+}
+
+impl Measured {
+    /// Processes run one after the other: their times add up.
+    fn processes(runs: &[Ran]) -> Measured {
+        Measured {
+            wall: runs.iter().map(|r| r.elapsed).sum(),
+            cpu: Some(runs.iter().map(|r| r.cpu).sum()),
+            maxrss_kb: runs.iter().map(|r| r.maxrss_kb).max(),
+            processes: Some(runs.len()),
+        }
+    }
+
+    /// A helper answer with `ns=` and `cpu=`.
+    fn from_answer(a: &super::helper::Answer) -> Result<Measured, String> {
+        Ok(Measured {
+            wall: a.elapsed()?,
+            cpu: Some(Duration::from_nanos(a.num("cpu")?)),
+            maxrss_kb: None,
+            processes: Some(0),
+        })
+    }
+}
+
 /// The files of one gateway count.
 struct Files {
     id: String,
@@ -280,6 +330,8 @@ struct Files {
     replace_nft: PathBuf,
     ipt4: PathBuf,
     ipt6: PathBuf,
+    /// Our batch's bytes and messages, and the same-size floor's add/delete pairs.
+    batch: (u64, u64, u64),
 }
 
 /// The measuring state, bound to the thread inside the namespace.
@@ -367,7 +419,12 @@ impl<'a> Bench<'a> {
         let gw_file = self.dir.join(format!("{id}.gateways"));
         let text: String = gateways.iter().map(|g| format!("{g}\n")).collect();
         write(&gw_file, &text)?;
-        self.ask(&format!("load {id} {}", gw_file.display()))?;
+        let loaded = self.ask(&format!("load {id} {}", gw_file.display()))?;
+        let batch = (
+            loaded.num("bytes")?,
+            loaded.num("messages")?,
+            loaded.num("floor_pairs")?,
+        );
         let mut cmd = self.inside.command(&self.built.bin)?;
         cmd.args(["--dry-run", "firewall", "start"])
             .args(gateways.iter().map(|g| g.to_string()));
@@ -386,6 +443,7 @@ impl<'a> Bench<'a> {
             ipt6: self.dir.join(format!("{id}.ipt6")),
             id,
             gateways,
+            batch,
         };
         write(&files.fresh_nft, &dry)?;
         write(
@@ -433,6 +491,9 @@ impl<'a> Bench<'a> {
             .copied()
             .filter(|op| !op.is_iptables() || family == Family::V4)
             .filter(|op| !op.is_per_rule() || n <= self.opts.iptables_rules_max)
+            .filter(|op| {
+                !op.is_start_only() || (family == Family::V4 && Some(&n) == self.opts.sizes.first())
+            })
             .collect()
     }
 
@@ -455,28 +516,23 @@ impl<'a> Bench<'a> {
             };
             for &op in &order {
                 self.establish(op.pre(), f)?;
-                let (elapsed, rss, procs) = self.time(op, f)?;
+                let m = self.time(op, f)?;
                 if round >= self.opts.warmup {
                     let s = samples.entry(op).or_default();
-                    s.push(elapsed, rss);
-                    s.processes = procs.or(s.processes);
+                    s.push(m.wall, m.cpu, m.maxrss_kb);
+                    s.processes = m.processes.or(s.processes);
                 }
             }
         }
         self.ask("reset")?;
-        let loaded = self.ask(&format!(
-            "load {} {}",
-            f.id,
-            self.dir.join(format!("{}.gateways", f.id)).display()
-        ))?;
         let phases = self.phases(f)?;
         Ok(Group {
             family,
             n,
             ops: samples,
-            batch_bytes: loaded.num("bytes")?,
-            batch_messages: loaded.num("messages")?,
-            floor_pairs: loaded.num("floor_pairs")?,
+            batch_bytes: f.batch.0,
+            batch_messages: f.batch.1,
+            floor_pairs: f.batch.2,
             phases,
         })
     }
@@ -489,7 +545,7 @@ impl<'a> Bench<'a> {
             self.ask("reset")?;
             let a = self.ask(&format!("phases {}", f.id))?;
             for (i, name) in PARTS.iter().enumerate() {
-                parts[i].push(Duration::from_nanos(a.num(name)?), None);
+                parts[i].push(Duration::from_nanos(a.num(name)?), None, None);
             }
         }
         self.ask("reset")?;
@@ -507,120 +563,122 @@ impl<'a> Bench<'a> {
             Pre::Clean => Ok(()),
             Pre::Ours => self.ask(&format!("start {}", f.id)).map(drop),
             Pre::Hooked => self.ask("hookfloor-setup").map(drop),
-            Pre::Iptables => self.restore(f).map(drop),
+            Pre::Iptables => self.restore(&f.ipt4, &f.ipt6).map(drop),
         }
     }
 
-    /// Runs one competitor once: (time, peak RSS, processes started).
-    fn time(
-        &mut self,
-        op: Op,
-        f: &Files,
-    ) -> Result<(Duration, Option<u64>, Option<usize>), String> {
-        let bin = |args: &[&str]| -> Result<std::process::Command, String> {
-            let mut c = self.inside.command(&self.built.bin)?;
-            c.args(args);
-            Ok(c)
-        };
+    /// Runs one competitor once.
+    fn time(&mut self, op: Op, f: &Files) -> Result<Measured, String> {
         let gws: Vec<String> = f.gateways.iter().map(|g| g.to_string()).collect();
-        let process = |ran: Ran| Ok((ran.elapsed, Some(ran.maxrss_kb), Some(1)));
-        let helper =
-            |a: super::helper::Answer| -> Result<_, String> { Ok((a.elapsed()?, None, Some(0))) };
         match op {
             Op::BinStart | Op::BinReplace => {
-                let mut c = bin(&["firewall", "start"])?;
-                c.args(&gws);
-                process(proc::run_ok(self.inside, c, &self.err)?)
+                let mut c = self.inside.command(&self.built.bin)?;
+                c.args(["firewall", "start"]).args(&gws);
+                self.process(c)
             }
-            Op::BinStop => process(proc::run_ok(
-                self.inside,
-                bin(&["firewall", "stop"])?,
-                &self.err,
-            )?),
-            Op::BinIsup => process(proc::run_ok(
-                self.inside,
-                bin(&["firewall", "isup"])?,
-                &self.err,
-            )?),
-            Op::NftStart => process(self.nft(&[f.fresh_nft.to_string_lossy().as_ref()], true)?),
-            Op::NftReplace => process(self.nft(&[f.replace_nft.to_string_lossy().as_ref()], true)?),
-            Op::NftDelete => process(self.nft(&["delete", "table", "inet", "bitmask"], false)?),
-            Op::NftList => process(self.nft(&["list", "table", "inet", "bitmask"], false)?),
-            Op::LibStart | Op::LibReplace => helper(self.ask(&format!("start {}", f.id))?),
-            Op::LibStop => helper(self.ask("stop")?),
+            Op::BinStop | Op::BinIsup => {
+                let mut c = self.inside.command(&self.built.bin)?;
+                c.args(["firewall", if op == Op::BinStop { "stop" } else { "isup" }]);
+                self.process(c)
+            }
+            Op::BinVersion => {
+                let mut c = self.inside.command(&self.built.bin)?;
+                c.arg("version");
+                self.process(c)
+            }
+            Op::NftVersion => {
+                let mut c = self.inside.command("nft")?;
+                c.arg("--version");
+                self.process(c)
+            }
+            Op::NftStart | Op::NftReplace => {
+                let file = if op == Op::NftStart {
+                    &f.fresh_nft
+                } else {
+                    &f.replace_nft
+                };
+                let mut c = self.inside.command("nft")?;
+                c.arg("-f").arg(file);
+                self.process(c)
+            }
+            Op::NftDelete | Op::NftList => {
+                let verb = if op == Op::NftDelete {
+                    "delete"
+                } else {
+                    "list"
+                };
+                let mut c = self.inside.command("nft")?;
+                c.args([verb, "table", "inet", "bitmask"]);
+                self.process(c)
+            }
+            Op::LibStart | Op::LibReplace => self.helper_op(&format!("start {}", f.id)),
+            Op::LibStop => self.helper_op("stop"),
             Op::LibStatus => {
                 let a = self.ask("status")?;
                 if a.text("up") != Some("true") {
                     return Err("library status: the firewall is not up".into());
                 }
-                helper(a)
+                Measured::from_answer(&a)
             }
-            Op::FloorAdd => helper(self.ask("flooradd")?),
-            Op::Floor0 => helper(self.ask("floor0")?),
-            Op::FloorSized => helper(self.ask(&format!("floor {}", f.id))?),
-            Op::HookFloor => helper(self.ask("hookfloor")?),
-            Op::IptRestore => {
-                let (d, rss) = self.restore(f)?;
-                Ok((d, Some(rss), Some(2)))
-            }
+            Op::FloorAdd => self.helper_op("flooradd"),
+            Op::Floor0 => self.helper_op("floor0"),
+            Op::FloorSized => self.helper_op(&format!("floor {}", f.id)),
+            Op::HookFloor => self.helper_op("hookfloor"),
+            Op::IptRestore => self.restore(&f.ipt4, &f.ipt6),
             Op::IptRules | Op::IptRulesRestart => self.steps(&iptables::start(&f.gateways)),
             Op::IptRulesStop => self.steps(&iptables::stop()),
             Op::IptList => {
                 let (prog, args) = iptables::isup();
                 let mut c = self.inside.command(prog)?;
                 c.args(args);
-                process(proc::run_ok(self.inside, c, &self.err)?)
+                self.process(c)
             }
         }
     }
 
-    /// `nft ARGS` (with `-f` first when `file`).
-    fn nft(&self, args: &[&str], file: bool) -> Result<Ran, String> {
-        let mut c = self.inside.command("nft")?;
-        if file {
-            c.arg("-f");
-        }
-        c.args(args);
-        proc::run_ok(self.inside, c, &self.err)
+    /// One process that must exit 0.
+    fn process(&self, cmd: std::process::Command) -> Result<Measured, String> {
+        let ran = proc::run_ok(self.inside, cmd, &self.err)?;
+        Ok(Measured::processes(&[ran]))
     }
 
-    /// `iptables-restore --noflush` then `ip6tables-restore --noflush`: (total, max RSS).
-    fn restore(&self, f: &Files) -> Result<(Duration, u64), String> {
-        let mut total = Duration::ZERO;
-        let mut rss = 0;
-        for (prog, file) in [
-            ("iptables-restore", &f.ipt4),
-            ("ip6tables-restore", &f.ipt6),
-        ] {
+    /// One timed helper command.
+    fn helper_op(&mut self, command: &str) -> Result<Measured, String> {
+        Measured::from_answer(&self.ask(command)?)
+    }
+
+    /// `iptables-restore --noflush` then `ip6tables-restore --noflush`.
+    fn restore(&self, v4: &Path, v6: &Path) -> Result<Measured, String> {
+        let mut runs = Vec::new();
+        for (prog, file) in [("iptables-restore", v4), ("ip6tables-restore", v6)] {
             let mut c = self.inside.command(prog)?;
             c.arg("--noflush").arg(file);
-            let ran = proc::run_ok(self.inside, c, &self.err)?;
-            total += ran.elapsed;
-            rss = rss.max(ran.maxrss_kb);
+            runs.push(proc::run_ok(self.inside, c, &self.err)?);
         }
-        Ok((total, rss))
+        Ok(Measured::processes(&runs))
     }
 
     /// Runs the original's steps, one process each, deciding on exit codes as it did.
-    fn steps(&self, steps: &[Step]) -> Result<(Duration, Option<u64>, Option<usize>), String> {
+    fn steps(&self, steps: &[Step]) -> Result<Measured, String> {
         let start = Instant::now();
-        let (mut procs, mut rss) = (0usize, 0u64);
+        let mut runs = Vec::new();
         for step in steps {
             let (prog, args) = step.first();
             let first = self.one(prog, &args)?;
-            procs += 1;
-            rss = rss.max(first.maxrss_kb);
+            runs.push(first);
             if let Some((prog, args)) = step.second(first.ok()) {
                 let second = self.one(prog, &args)?;
-                procs += 1;
-                rss = rss.max(second.maxrss_kb);
+                runs.push(second);
                 if !second.ok() {
                     let err = std::fs::read_to_string(&self.err).unwrap_or_default();
                     return Err(format!("{prog} {} failed: {}", args.join(" "), err.trim()));
                 }
             }
         }
-        Ok((start.elapsed(), Some(rss), Some(procs)))
+        Ok(Measured {
+            wall: start.elapsed(),
+            ..Measured::processes(&runs)
+        })
     }
 
     fn one(&self, prog: &str, args: &[String]) -> Result<Ran, String> {
@@ -799,15 +857,11 @@ impl<'a> Bench<'a> {
             "none" => Ok(()),
             "bitmask-root" => self.ask(&format!("start {id}")).map(drop),
             _ => {
-                let f = Files {
-                    id: id.clone(),
-                    gateways: Vec::new(),
-                    fresh_nft: PathBuf::new(),
-                    replace_nft: PathBuf::new(),
-                    ipt4: self.dir.join(format!("{id}.ipt4")),
-                    ipt6: self.dir.join(format!("{id}.ipt6")),
-                };
-                self.restore(&f).map(drop)
+                let (v4, v6) = (
+                    self.dir.join(format!("{id}.ipt4")),
+                    self.dir.join(format!("{id}.ipt6")),
+                );
+                self.restore(&v4, &v6).map(drop)
             }
         }
     }

@@ -117,6 +117,8 @@ pub struct Reaped {
     pub code: Option<i32>,
     /// The child's peak resident set size in KiB (`ru_maxrss`).
     pub maxrss_kb: u64,
+    /// The child's CPU time, user and system (`ru_utime + ru_stime`).
+    pub cpu: std::time::Duration,
 }
 
 /// Reaps child `pid` (blocking) and returns its exit code and peak RSS.
@@ -141,6 +143,17 @@ pub fn reap(pid: u32) -> io::Result<Reaped> {
             None
         };
         let maxrss_kb = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-        return Ok(Reaped { code, maxrss_kb });
+        let cpu = duration(usage.ru_utime) + duration(usage.ru_stime);
+        return Ok(Reaped {
+            code,
+            maxrss_kb,
+            cpu,
+        });
     }
+}
+
+fn duration(tv: libc::timeval) -> std::time::Duration {
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(tv.tv_usec).unwrap_or(0);
+    std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros)
 }
