@@ -106,11 +106,13 @@ impl Snapshot {
             match self.sets.get(name) {
                 None => return format!("set {name} is missing"),
                 Some((_, e)) if e != elems => {
+                    let missing = elems.iter().filter(|x| !e.contains(x)).count();
+                    let extra = e.iter().filter(|x| !elems.contains(x)).count();
                     return format!(
-                        "set {name} holds {} elements where {} belong",
+                        "set {name} holds {} elements where {} belong ({missing} missing, {extra} not planned)",
                         e.len(),
                         elems.len()
-                    )
+                    );
                 }
                 _ => {}
             }

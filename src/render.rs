@@ -29,6 +29,7 @@ fn write_ruleset(s: &mut String, rs: &Ruleset, comment: &str) -> fmt::Result {
             Family::V6 => "ipv6_addr",
         };
         writeln!(s, "\t\ttype {ty}")?;
+        writeln!(s, "\t\tsize {}", set.elements.len())?;
         writeln!(s, "\t\telements = {{ {} }}", elements_text(set))?;
         writeln!(s, "\t}}")?;
     }
@@ -236,7 +237,9 @@ mod tests {
 	comment "X"
 	set gateways4 {
 		type ipv4_addr
-		elements = { 1.209.122.29, 5.79.86.180, 198.252.153.28, 199.58.81.145 }
+		size 4
+		elements = { 1.209.122.29, 5.79.86.180,
+			     198.252.153.28, 199.58.81.145 }
 	}
 
 	chain output {

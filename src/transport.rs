@@ -164,6 +164,7 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
     for (i, set) in rs.sets.iter().enumerate() {
         let name = CString::new(set.name.as_str())?;
         let id = i as u32 + 1;
+        let size = u32::try_from(set.elements.len()).unwrap_or(u32::MAX);
         // The objects-only encoding (for the fingerprint) leaves the elements out.
         let elements = set.elements.iter().filter(|_| replace);
         match set.family {
@@ -171,6 +172,7 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
                 &table,
                 &name,
                 id,
+                size,
                 elements.filter_map(|e| match e {
                     IpAddr::V4(a) => Some(*a),
                     IpAddr::V6(_) => None,
@@ -180,6 +182,7 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
                 &table,
                 &name,
                 id,
+                size,
                 elements.filter_map(|e| match e {
                     IpAddr::V6(a) => Some(*a),
                     IpAddr::V4(_) => None,
@@ -233,14 +236,16 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
     })
 }
 
-/// A named set of `table` holding `elements`.
+/// A named set of `table` declared to hold `size` elements, holding `elements`.
 fn named_set<'a, K: SetKey>(
     table: &'a nftnl::Table,
     name: &CString,
     id: u32,
+    size: u32,
     elements: impl Iterator<Item = K>,
 ) -> NftSet<'a, K> {
     let mut set = NftSet::new_named(name, id, table, ProtoFamily::Inet);
+    sys::set_size(&set, size);
     for e in elements {
         set.add(&e);
     }
@@ -492,7 +497,24 @@ pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
 }
 
 /// Sends one dump request and collects every reply message's bytes (one Vec per message).
+///
+/// A dump that the kernel marks inconsistent (`NLM_F_DUMP_INTR`: the ruleset changed while it
+/// was being read) is read again, up to three times.
 pub fn dump(request: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, TransportError> {
+    let mut attempt = 0;
+    loop {
+        let (messages, consistent) = dump_once(request, what)?;
+        attempt += 1;
+        if consistent || attempt == 3 {
+            return Ok(messages);
+        }
+    }
+}
+
+/// One dump: the messages, and whether the kernel vouched for their consistency.
+fn dump_once(request: &[u8], what: &'static str) -> Result<(Vec<Vec<u8>>, bool), TransportError> {
+    const NLM_F_DUMP_INTR: u16 = 0x10;
+    let mut consistent = true;
     let socket = open_socket(64, request.len()).map_err(|e| match e {
         TransportError::Open(source) => TransportError::Dump { what, source },
         other => other,
@@ -509,17 +531,20 @@ pub fn dump(request: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, Transpor
             .recv_raw(bytes)
             .map_err(|source| TransportError::Dump { what, source })?;
         if n == 0 {
-            return Ok(out);
+            return Ok((out, consistent));
         }
         for msg in netlink::messages(&bytes[..n]) {
             if msg.pid != portid && msg.pid != 0 {
                 continue;
             }
+            if msg.flags & NLM_F_DUMP_INTR != 0 {
+                consistent = false;
+            }
             match msg.ty {
-                netlink::NLMSG_DONE => return Ok(out),
+                netlink::NLMSG_DONE => return Ok((out, consistent)),
                 netlink::NLMSG_ERROR => match msg.error_code() {
-                    Some(0) | None => return Ok(out),
-                    Some(e) if -e == libc::ENOENT => return Ok(out),
+                    Some(0) | None => return Ok((out, consistent)),
+                    Some(e) if -e == libc::ENOENT => return Ok((out, consistent)),
                     Some(e) => {
                         return Err(TransportError::Dump {
                             what,

@@ -206,3 +206,19 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, len) }
     }
 }
+
+/// Declares how many elements a set will hold (`NFTA_SET_DESC_SIZE`, nft's `size N`). The
+/// kernel then sizes the hash table once, or picks a fixed-size backend, instead of growing
+/// it while (or right after) the elements are inserted; a table that is being rehashed can
+/// show an element twice or not at all to a dump that spans several reads.
+pub fn set_size<K>(set: &nftnl::set::Set<'_, K>, size: u32) {
+    // SAFETY: `as_ptr` is the set's live libnftnl object, owned by `set` for the duration of
+    // the call; nftnl_set_set_u32 copies the value.
+    unsafe {
+        nsys::nftnl_set_set_u32(
+            set.as_ptr().as_ptr(),
+            nsys::NFTNL_SET_DESC_SIZE as u16,
+            size,
+        )
+    };
+}
