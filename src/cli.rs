@@ -35,7 +35,8 @@ FIREWALL:
                        network, DHCP, IPv6 neighbour discovery, SSDP and mDNS. Rewrite all
                        IPv4 DNS (udp and tcp port 53) to the VPN's resolver, and let DNS leave
                        only through the tunnel. On a running firewall, replace it atomically.
-                       'restart' is accepted and ignored, for compatibility.
+                       'restart' is accepted and ignored, for compatibility. At most 16384
+                       gateways; IPv4 in dotted-quad form only (not 127.1 or 1).
     stop               Remove the firewall (exit 0 also when it was not running).
     isup               Exit 0 only if the firewall is up, untouched, and planned for the
                        network as it is now; otherwise say why and exit 1.
@@ -48,6 +49,16 @@ FW-EMAIL (its own table, inet bitmask_email, independent of the firewall's):
                        email firewall, replace it atomically. A bad UID exits 2.
     stop               Remove it (exit 0 also when it was not running).
     isup               Exit 0 only if it is up and untouched; otherwise say why and exit 1.
+
+OPENVPN:
+    start [restart] [OPENVPN_PATH] OPTIONS...
+                       Exec openvpn (from a fixed list of root-owned paths) with the original's
+                       fixed options first, then the caller's, each on an allow list with typed
+                       values: files are checked as the invoking user, the management interface
+                       listens on loopback or a unix socket of that user only. An unknown option
+                       or a bad value exits 2 and names it. --dry-run prints the argv instead.
+    stop               Stop exactly the openvpn that start launched (SIGTERM, SIGKILL after
+                       5 s); exit 0 also when it was not running.
 
 OPTIONS (before the command):
     --udp              DNS goes to 10.42.0.1, the resolver of UDP gateways (the default).
@@ -631,6 +642,11 @@ mod tests {
             .chain((0..100_000u32).map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string()))
             .collect();
         assert!(parse(&many, &no_env).unwrap_err().0.contains("at most"));
+    }
+
+    #[test]
+    fn help_states_the_gateway_bound() {
+        assert!(HELP.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
     }
 
     #[test]
