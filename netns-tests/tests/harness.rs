@@ -133,9 +133,12 @@ fn udp_tcp_icmp_reach_the_internet_without_firewall() {
 
     let to_host =
         |p: &netns_tests::probe::tap::Packet| p.inbound && p.dst == IpAddr::V4(INTERNET_HOST_V4);
-    assert!(tap.count(|p| to_host(p) && p.proto == proto::UDP && p.dport == Some(9)) == 1);
-    assert!(tap.count(|p| to_host(p) && p.proto == proto::TCP) >= 1);
-    assert!(tap.count(|p| to_host(p) && p.proto == proto::ICMP && p.icmp_type == Some(8)) == 1);
+    // The tap's thread may record a packet a moment after it was delivered: wait for it.
+    let udp_seen = |p: &_| to_host(p) && p.proto == proto::UDP && p.dport == Some(9);
+    assert_eq!(tap.wait_for(1, WAIT, udp_seen), 1);
+    assert!(tap.wait_for(1, WAIT, |p| to_host(p) && p.proto == proto::TCP) >= 1);
+    let echo_seen = |p: &_| to_host(p) && p.proto == proto::ICMP && p.icmp_type == Some(8);
+    assert_eq!(tap.wait_for(1, WAIT, echo_seen), 1);
 }
 
 #[test]
@@ -198,7 +201,8 @@ fn tunnel_routes_follow_up_and_down() {
     assert_eq!(udp.wait_for(1, WAIT), 1);
     assert_eq!(udp.datagrams()[0].from.ip(), IpAddr::V4(CLIENT_LAN_V4));
     assert_eq!(
-        lan_tap.count_inbound(|p| p.dst == IpAddr::V4(INTERNET_HOST_V4)),
+        lan_tap.wait_for(1, WAIT, |p| p.inbound
+            && p.dst == IpAddr::V4(INTERNET_HOST_V4)),
         1
     );
 
@@ -224,7 +228,8 @@ fn second_uplink_bind_to_device_and_default_route_move() {
     assert_eq!(udp.wait_for(1, WAIT), 1);
     assert_eq!(udp.datagrams()[0].from.ip(), IpAddr::V4(CLIENT_LAN2_V4));
     assert_eq!(
-        r2_tap.count_inbound(|p| p.dst == IpAddr::V4(INTERNET_HOST_V4)),
+        r2_tap.wait_for(1, WAIT, |p| p.inbound
+            && p.dst == IpAddr::V4(INTERNET_HOST_V4)),
         1
     );
 

@@ -142,7 +142,9 @@ fn case03_dns_only_to_vpn_resolver_through_tunnel() {
         via_tunnel,
         2,
     );
-    let tun53 = tun_tap.count_inbound(|p| p.dport == Some(53));
+    let tun53 = tun_tap.wait_for(2, Duration::from_secs(2), |p| {
+        p.inbound && p.dport == Some(53)
+    });
     case.expect_at_least("port-53 packets on the tunnel", tun53, 2);
 
     for tr in [Transport::Udp, Transport::Tcp] {
@@ -263,7 +265,9 @@ fn case04_ipv6() {
         e == EchoOutcome::Reply,
         format!("link-local ping to the router: {e:?}"),
     );
-    let ns = tap.count_inbound(|p| p.proto == proto::ICMPV6 && p.icmp_type == Some(135));
+    let ns = tap.wait_for(1, Duration::from_secs(2), |p| {
+        p.inbound && p.proto == proto::ICMPV6 && p.icmp_type == Some(135)
+    });
     case.expect_at_least("neighbour solicitations from the client", ns, 1);
     let neigh = t
         .client()
