@@ -110,7 +110,7 @@ pub fn run(bin: &Path) -> Result<(), String> {
             }
         }
     }
-    println!("leak matrix: {passed} passed, {failed} failed");
+    println!("leak-matrix: {passed} passed, {failed} failed");
 
     let md = markdown(&by_case, passed, failed, elapsed.as_secs());
     let docs = root.join("docs");
