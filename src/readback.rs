@@ -280,31 +280,28 @@ fn parse_ip(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Whether table `inet NAME` exists (one small request).
-pub fn table_exists(name: &str) -> Result<bool, TransportError> {
-    let cname = netlink::cstr(name);
+/// The kernel's message for table `inet NAME` (empty when it does not exist).
+fn get_table(name: &str) -> Result<Vec<Vec<u8>>, TransportError> {
     let get = netlink::nft_request(
         netlink::NFT_MSG_GETTABLE,
         NLM_F_REQUEST | NLM_F_ACK,
         1,
         NFPROTO_INET,
-        &[(1, &cname)],
+        &[(1, &netlink::cstr(name))],
     );
-    Ok(!transport::dump(&get, "the table")?.is_empty())
+    transport::dump(&get, "the table")
+}
+
+/// Whether table `inet NAME` exists (one small request).
+pub fn table_exists(name: &str) -> Result<bool, TransportError> {
+    Ok(!get_table(name)?.is_empty())
 }
 
 /// Reads table `inet NAME` back from the kernel of the calling thread's namespace; `None` when
 /// it does not exist.
 pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
     let cname = netlink::cstr(name);
-    let get = netlink::nft_request(
-        netlink::NFT_MSG_GETTABLE,
-        NLM_F_REQUEST | NLM_F_ACK,
-        1,
-        NFPROTO_INET,
-        &[(1, &cname)],
-    );
-    let tables = transport::dump(&get, "the table")?;
+    let tables = get_table(name)?;
     let Some(table_msg) = tables.first() else {
         return Ok(None);
     };

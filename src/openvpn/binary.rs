@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use crate::sys::process as sys;
+use crate::sys::openvpn as sys;
 
 /// The allowed openvpn binaries, in order of preference: the Debian path first, then the
 /// original helper's others (bundle and snap).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::binary;
 use super::error::Error;
 use super::pidfile;
-use crate::sys::process as sys;
+use crate::sys::openvpn as sys;
 
 /// The facts `validate`/`start` depend on, gathered once by [`LaunchEnv::detect`]. Tests and
 /// the fuzzer build their own.

@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::values::abs_path;
-use crate::sys::process as sys;
+use crate::sys::openvpn as sys;
 
 /// The credentials of the invoking user.
 #[derive(Debug, Clone, PartialEq, Eq)]

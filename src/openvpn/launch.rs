@@ -12,7 +12,7 @@ use super::pidfile::{self, Record};
 use super::process::{self, Identity};
 use super::validate::{self, Prepared};
 use super::LaunchEnv;
-use crate::sys::process as sys;
+use crate::sys::openvpn as sys;
 
 /// The whole environment openvpn gets. Nothing of the caller's environment is passed on
 /// (sudo setups may keep variables that pkexec would have removed).

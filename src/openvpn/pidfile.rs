@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::error::Error;
-use crate::sys::process as sys;
+use crate::sys::openvpn as sys;
 
 /// The default run directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/bitmask-root";

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::error::Error;
 use super::pidfile;
 use super::process::{self, Identity};
-use crate::sys::process as sys;
+use crate::sys::openvpn as sys;
 
 /// How long openvpn gets to exit after SIGTERM before SIGKILL.
 pub const TERM_TIMEOUT: Duration = Duration::from_secs(5);

@@ -48,7 +48,9 @@ fn dns(
 
 fn probes(t: &Topology) -> Result<Vec<Row>, String> {
     let opts = SendOpts {
-        timeout: Some(Duration::from_millis(800)),
+        // Long enough for one TCP SYN retransmission (1 s): right after the simulated tunnel
+        // comes back up, its first packet is now and then lost in the test topology.
+        timeout: Some(Duration::from_millis(2500)),
         ..SendOpts::default()
     };
     let bound = SendOpts {
