@@ -104,6 +104,9 @@ fn test() -> Result<(), String> {
         }
     }
     run(cargo().args(&args).env("BITMASK_ROOT_BIN", &bin))?;
+    run(cargo()
+        .args(["test", "-p", "netns-tests", "--doc"])
+        .env("BITMASK_ROOT_BIN", &bin))?;
     // ...which runs last, with its report.
     netns_test::run(&bin)
 }
