@@ -121,8 +121,124 @@ pub fn judge(kernel: &KernelTable, net: &Network) -> Result<Status, Error> {
     };
     let planned = readback::snapshot_of(&rs)?;
     if planned.fingerprint() != stored {
-        let reason = kernel.snapshot.describe_difference(&planned);
+        let reason = stale_reason(&kernel.snapshot, &planned, &rs);
         return Ok(Status::Stale { policy, reason });
     }
     Ok(Status::Up(policy))
+}
+
+/// Says, in nft syntax, which rules the network as it is now needs that the running table
+/// lacks, and how many of the running rules no longer apply.
+fn stale_reason(
+    kernel: &readback::Snapshot,
+    planned: &readback::Snapshot,
+    rs: &plan::Ruleset,
+) -> String {
+    let mut needed = Vec::new();
+    let mut obsolete = 0;
+    for chain in &rs.chains {
+        let (Some((_, want)), Some((_, have))) = (
+            planned.chains.get(&chain.name),
+            kernel.chains.get(&chain.name),
+        ) else {
+            continue;
+        };
+        for (rule, canon) in chain.rules.iter().zip(want) {
+            if !have.contains(canon) {
+                needed.push(crate::render::rule_text(rule));
+            }
+        }
+        obsolete += have.iter().filter(|r| !want.contains(r)).count();
+    }
+    if needed.is_empty() && obsolete == 0 {
+        return kernel.describe_difference(planned);
+    }
+    let mut parts = Vec::new();
+    if let Some(first) = needed.first() {
+        let more = match needed.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        parts.push(format!("it now needs `{first}`{more}"));
+    }
+    if obsolete > 0 {
+        parts.push(format!(
+            "{obsolete} running rule{} no longer appl{}",
+            if obsolete == 1 { "" } else { "s" },
+            if obsolete == 1 { "ies" } else { "y" }
+        ));
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{Interface, Prefix};
+    use crate::readback::KernelTable;
+
+    fn net(prefixes: &[(&str, u8)]) -> Network {
+        Network {
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                index: 2,
+                prefixes: prefixes
+                    .iter()
+                    .map(|(a, l)| Prefix::new(a.parse().unwrap(), *l))
+                    .collect(),
+            }],
+            default_v4: Some("eth0".into()),
+            default_v6: None,
+            ipv6: true,
+        }
+    }
+
+    /// What the kernel would hold after applying the plan of `policy` on `n`.
+    fn applied(policy: &Policy, n: &Network) -> KernelTable {
+        let rs = plan::plan(policy, n).unwrap();
+        let (comment, _) = crate::engine::comment_of(&rs).unwrap();
+        let set_elements = rs
+            .sets
+            .iter()
+            .map(|s| (s.name.clone(), s.elements.clone()))
+            .collect();
+        KernelTable {
+            comment: Some(comment),
+            snapshot: readback::snapshot_of(&rs).unwrap(),
+            set_elements,
+        }
+    }
+
+    #[test]
+    fn up_stale_and_tampered() {
+        let policy = Policy::builder()
+            .gateway("198.51.100.7".parse().unwrap())
+            .build()
+            .unwrap();
+        let home = net(&[("192.168.1.2", 24)]);
+        let kernel = applied(&policy, &home);
+        assert_eq!(judge(&kernel, &home).unwrap(), Status::Up(policy.clone()));
+
+        let cafe = net(&[("10.9.0.2", 24)]);
+        match judge(&kernel, &cafe).unwrap() {
+            Status::Stale { reason, .. } => {
+                assert!(
+                    reason.contains(r#"oifname "eth0" ip daddr 10.9.0.0/24 accept"#),
+                    "{reason}"
+                );
+                assert!(reason.contains("1 running rule no longer applies"), "{reason}");
+            }
+            other => panic!("expected stale, got {other}"),
+        }
+
+        let mut flushed = kernel.clone();
+        if let Some(chain) = flushed.snapshot.chains.get_mut(plan::CHAIN_OUTPUT) {
+            chain.1.clear();
+        }
+        assert!(matches!(judge(&flushed, &home).unwrap(), Status::Tampered { .. }));
+
+        let mut foreign = kernel.clone();
+        foreign.comment = Some("somebody else's table".into());
+        assert!(matches!(judge(&foreign, &home).unwrap(), Status::Tampered { .. }));
+    }
 }
