@@ -226,7 +226,10 @@ mod tests {
                     reason.contains(r#"oifname "eth0" ip daddr 10.9.0.0/24 accept"#),
                     "{reason}"
                 );
-                assert!(reason.contains("1 running rule no longer applies"), "{reason}");
+                assert!(
+                    reason.contains("1 running rule no longer applies"),
+                    "{reason}"
+                );
             }
             other => panic!("expected stale, got {other}"),
         }
@@ -235,10 +238,16 @@ mod tests {
         if let Some(chain) = flushed.snapshot.chains.get_mut(plan::CHAIN_OUTPUT) {
             chain.1.clear();
         }
-        assert!(matches!(judge(&flushed, &home).unwrap(), Status::Tampered { .. }));
+        assert!(matches!(
+            judge(&flushed, &home).unwrap(),
+            Status::Tampered { .. }
+        ));
 
         let mut foreign = kernel.clone();
         foreign.comment = Some("somebody else's table".into());
-        assert!(matches!(judge(&foreign, &home).unwrap(), Status::Tampered { .. }));
+        assert!(matches!(
+            judge(&foreign, &home).unwrap(),
+            Status::Tampered { .. }
+        ));
     }
 }
