@@ -236,65 +236,129 @@ fn isup_reports_up_down_and_tampered() {
     );
 }
 
-/// The library API, called on a thread inside the client namespace (what an embedding VPN
-/// client does): start, status, a refused batch that leaves everything as it was, stop.
+/// The library API, called on threads inside the client namespace (what an embedding VPN
+/// client does): start, status, a refused batch that leaves the ruleset byte for byte as it
+/// was, an exclusive create that the kernel refuses over a running table, stop.
 #[test]
 fn library_start_status_refusal_and_stop() {
-    use bitmask_root::{engine, firewall, plan, policy::Policy};
-    let t = Topology::builder().build().expect("topology");
-    let before = nft::ruleset(t.client()).expect("ruleset");
-    let result = t.client().run(|| -> Result<(), String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    use bitmask_root::{engine, firewall, plan, policy::Policy, transport};
+    fn rt() -> Result<tokio::runtime::Runtime, String> {
+        tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(|e| e.to_string())?;
-        let policy = Policy::builder()
+            .map_err(|e| e.to_string())
+    }
+    fn policy() -> Result<Policy, String> {
+        Policy::builder()
             .gateway(IpAddr::V4(GATEWAY_V4))
             .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(firewall::start(&policy))
-            .map_err(|e| e.to_string())?;
-        let status = rt.block_on(firewall::status()).map_err(|e| e.to_string())?;
-        if status != firewall::Status::Up(policy.clone()) {
-            return Err(format!("status after start: {status}"));
-        }
-        // A ruleset the kernel refuses (syslog level 99): nothing of it may be applied.
-        let net = rt
+            .map_err(|e| e.to_string())
+    }
+    fn plan_here() -> Result<plan::Ruleset, String> {
+        let net = rt()?
             .block_on(bitmask_root::discovery::discover())
             .map_err(|e| e.to_string())?;
-        let mut bad = firewall::plan(&policy, &net).map_err(|e| e.to_string())?;
-        bad.chains[0].rules.insert(
-            3,
-            plan::Rule::new(
-                [],
-                plan::Action::Log {
-                    prefix: "x".into(),
-                    level: 99,
-                },
-            ),
-        );
-        match engine::apply(&bad) {
-            Err(bitmask_root::Error::Transport(e))
-                if e.to_string().contains("rule 4 of chain output") => {}
-            other => return Err(format!("a refused batch must name the rule: {other:?}")),
-        }
-        let status = rt.block_on(firewall::status()).map_err(|e| e.to_string())?;
-        if !status.is_up() {
-            return Err(format!(
-                "the refused batch damaged the running firewall: {status}"
-            ));
-        }
-        if !firewall::stop().map_err(|e| e.to_string())? {
-            return Err("stop did not find the firewall".into());
-        }
-        Ok(())
-    });
-    result.expect("thread in namespace").expect("library calls");
+        firewall::plan(&policy()?, &net).map_err(|e| e.to_string())
+    }
+    let t = Topology::builder().build().expect("topology");
+    let before = nft::ruleset(t.client()).expect("ruleset");
+    t.client()
+        .run(|| -> Result<(), String> {
+            let rt = rt()?;
+            rt.block_on(firewall::start(&policy()?))
+                .map_err(|e| e.to_string())?;
+            match rt.block_on(firewall::status()).map_err(|e| e.to_string())? {
+                firewall::Status::Up(p) if p == policy()? => Ok(()),
+                other => Err(format!("status after start: {other}")),
+            }
+        })
+        .expect("thread in namespace")
+        .expect("start and status");
+    let running = nft::ruleset(t.client()).expect("ruleset");
+
+    // A ruleset the kernel refuses (syslog level 99): nothing of it may be applied.
+    t.client()
+        .run(|| -> Result<(), String> {
+            let mut bad = plan_here()?;
+            let log = plan::Action::Log {
+                prefix: "x".into(),
+                level: 99,
+            };
+            bad.chains[0].rules.insert(3, plan::Rule::new([], log));
+            match engine::apply(&bad) {
+                Err(bitmask_root::Error::Transport(e))
+                    if e.to_string().contains("rule 4 of chain output") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("a refused batch must name the rule: {other:?}")),
+            }
+        })
+        .expect("thread in namespace")
+        .expect("refused batch");
+    assert_eq!(
+        nft::ruleset(t.client()).expect("ruleset"),
+        running,
+        "a refused batch changed the running ruleset"
+    );
+
+    // The fresh-start batch creates the table exclusively: on a table that exists (say,
+    // created by another bitmask-root in the meantime) the kernel refuses it whole.
+    t.client()
+        .run(|| -> Result<(), String> {
+            let create = transport::encode_create(&plan_here()?, "x").map_err(|e| e.to_string())?;
+            match transport::commit(&create) {
+                Err(transport::TransportError::Rejected { source, .. })
+                    if source.raw_os_error() == Some(libc::EEXIST) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!(
+                    "an exclusive create over a running table: {other:?}"
+                )),
+            }
+        })
+        .expect("thread in namespace")
+        .expect("refused create");
+    assert_eq!(
+        nft::ruleset(t.client()).expect("ruleset"),
+        running,
+        "a refused create changed the running ruleset"
+    );
+
+    let was_up = t
+        .client()
+        .run(firewall::stop)
+        .expect("thread in namespace")
+        .expect("stop");
+    assert!(was_up, "stop did not find the firewall");
     assert_eq!(
         nft::ruleset(t.client()).expect("ruleset"),
         before,
         "stop leaves no trace"
     );
+}
+
+/// The largest policy allowed: a batch of many pages sent as one message, one ACK per
+/// message read back without ENOBUFS, the set read back whole.
+#[test]
+fn the_largest_gateway_list_applies_and_reads_back() {
+    let t = Topology::builder().build().expect("topology");
+    let b = bin();
+    let gws: Vec<IpAddr> = (0..bitmask_root::policy::MAX_GATEWAYS as u32)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0x0a80_0000 + i)))
+        .collect();
+    netns_tests::allow_huge_argv().expect("stack limit for a long argv");
+    b.start(t.client(), &[], &gws)
+        .expect("start with the most gateways");
+    assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(0));
+    let mut one_more = gws.clone();
+    one_more.push(IpAddr::V4(GATEWAY_V4));
+    let mut args: Vec<String> = ["firewall", "start"].map(String::from).to_vec();
+    args.extend(one_more.iter().map(|g| g.to_string()));
+    let out = b.run(t.client(), &args).expect("run");
+    assert_eq!(out.code, Some(2), "one gateway too many: {}", out.stderr);
+    assert_eq!(b.isup(t.client(), &[]).expect("isup"), Some(0), "still up");
 }
 
 /// IPv6-only hosts and hosts with IPv6 switched off both get a working firewall (the original
