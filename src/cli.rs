@@ -373,6 +373,10 @@ fn fail(e: crate::Error) -> (u8, String) {
     (e.exit_code(), e.to_string())
 }
 
+fn fail_openvpn(e: crate::openvpn::Error) -> (u8, String) {
+    (e.exit_code(), e.to_string())
+}
+
 fn need_root() -> Result<(), (u8, String)> {
     if crate::sys::effective_uid() == 0 {
         Ok(())
@@ -485,11 +489,9 @@ pub fn run(inv: Invocation) -> Outcome {
             }
         }
         Command::OpenvpnStart(args) => {
-            let env =
-                crate::openvpn::LaunchEnv::detect().map_err(|e| (e.exit_code(), e.to_string()))?;
+            let env = crate::openvpn::LaunchEnv::detect().map_err(fail_openvpn)?;
             if inv.dry_run {
-                let argv = crate::openvpn::validate(&args, &env)
-                    .map_err(|e| (e.exit_code(), e.to_string()))?;
+                let argv = crate::openvpn::validate(&args, &env).map_err(fail_openvpn)?;
                 let words: Vec<String> = argv
                     .iter()
                     .map(|a| a.to_string_lossy().into_owned())
@@ -501,13 +503,13 @@ pub fn run(inv: Invocation) -> Outcome {
             crate::engine::guard_namespace().map_err(fail)?;
             match crate::openvpn::start(&args, &env) {
                 Ok(never) => match never {},
-                Err(e) => Err((e.exit_code(), e.to_string())),
+                Err(e) => Err(fail_openvpn(e)),
             }
         }
         Command::OpenvpnStop => {
             need_root()?;
             crate::engine::guard_namespace().map_err(fail)?;
-            let outcome = crate::openvpn::stop().map_err(|e| (e.exit_code(), e.to_string()))?;
+            let outcome = crate::openvpn::stop().map_err(fail_openvpn)?;
             let msg = match outcome {
                 crate::openvpn::StopOutcome::Stopped { pid } => {
                     format!("openvpn (pid {pid}) stopped")

@@ -26,25 +26,17 @@ impl Prefix {
         match addr {
             IpAddr::V4(a) => {
                 let len = len.min(32);
-                let mask = if len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(len))
-                };
+                let network = u32::from(a) & netmask(len, 32) as u32;
                 Prefix {
-                    addr: IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)),
+                    addr: IpAddr::V4(Ipv4Addr::from(network)),
                     len,
                 }
             }
             IpAddr::V6(a) => {
                 let len = len.min(128);
-                let mask = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(len))
-                };
+                let network = u128::from(a) & netmask(len, 128);
                 Prefix {
-                    addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
+                    addr: IpAddr::V6(Ipv6Addr::from(network)),
                     len,
                 }
             }
@@ -79,23 +71,18 @@ impl Prefix {
     /// The netmask as bytes (4 or 16).
     pub fn mask_bytes(&self) -> Vec<u8> {
         match self.addr {
-            IpAddr::V4(_) => {
-                let m = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.len))
-                };
-                m.to_be_bytes().to_vec()
-            }
-            IpAddr::V6(_) => {
-                let m = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.len))
-                };
-                m.to_be_bytes().to_vec()
-            }
+            IpAddr::V4(_) => (netmask(self.len, 32) as u32).to_be_bytes().to_vec(),
+            IpAddr::V6(_) => netmask(self.len, 128).to_be_bytes().to_vec(),
         }
+    }
+}
+
+/// The netmask of a `len`-bit prefix of a `width`-bit address (32 or 128), in the low bits.
+fn netmask(len: u8, width: u32) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        (u128::MAX << (width - u32::from(len))) & (u128::MAX >> (128 - width))
     }
 }
 

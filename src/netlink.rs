@@ -45,6 +45,8 @@ pub struct Message<'a> {
     pub pid: u32,
     /// Everything after the 16-byte header.
     pub payload: &'a [u8],
+    /// The whole message, header included.
+    pub raw: &'a [u8],
 }
 
 impl<'a> Message<'a> {
@@ -82,6 +84,7 @@ pub fn messages(buf: &[u8]) -> Vec<Message<'_>> {
             seq: u32::from_ne_bytes([h[8], h[9], h[10], h[11]]),
             pid: u32::from_ne_bytes([h[12], h[13], h[14], h[15]]),
             payload: &buf[off + 16..off + len],
+            raw: &buf[off..off + len],
         });
         off += align4(len);
     }

@@ -201,22 +201,28 @@ fn absorb(snap: &mut Snapshot, msg: &netlink::Message<'_>) {
             snap.sets.entry(attr_str(&a, 2)).or_default().0 = decl;
         }
         Some(netlink::NFT_MSG_NEWSETELEM) => {
-            // SET 2, ELEMENTS 3 -> LIST_ELEM -> KEY 1 -> VALUE 1
+            // SET 2, ELEMENTS 3
             let set = attr_str(&a, 2);
             let entry = &mut snap.sets.entry(set).or_default().1;
-            if let Some(list) = netlink::find(&a, 3) {
-                for elem in list.nested() {
-                    let key = netlink::find(&elem.nested(), 1)
-                        .and_then(|k| netlink::find(&k.nested(), 1))
-                        .map(|v| hex(v.data));
-                    if let Some(k) = key {
-                        entry.push(k);
-                    }
-                }
-            }
+            entry.extend(element_keys(&a).into_iter().map(hex));
         }
         _ => {}
     }
+}
+
+/// The keys of the elements in a NEWSETELEM message's attributes (ELEMENTS 3 -> LIST_ELEM
+/// -> KEY 1 -> VALUE 1).
+fn element_keys<'a>(attrs: &[Attr<'a>]) -> Vec<&'a [u8]> {
+    let Some(list) = netlink::find(attrs, 3) else {
+        return Vec::new();
+    };
+    list.nested()
+        .iter()
+        .filter_map(|elem| {
+            let key = netlink::find(&elem.nested(), 1)?;
+            netlink::find(&key.nested(), 1).map(|v| v.data)
+        })
+        .collect()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -350,16 +356,8 @@ pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
             for msg in netlink::messages(&raw) {
                 absorb(&mut snap, &msg);
                 let a = msg.nft_attrs();
-                if let Some(list) = netlink::find(&a, 3) {
-                    for elem in list.nested() {
-                        let ip = netlink::find(&elem.nested(), 1)
-                            .and_then(|k| netlink::find(&k.nested(), 1))
-                            .and_then(|v| parse_ip(v.data));
-                        if let Some(ip) = ip {
-                            set_elements.entry(set.clone()).or_default().push(ip);
-                        }
-                    }
-                }
+                let ips = element_keys(&a).into_iter().filter_map(parse_ip);
+                set_elements.entry(set.clone()).or_default().extend(ips);
             }
         }
         if let Some(entry) = snap.sets.get_mut(&set) {

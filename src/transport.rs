@@ -552,16 +552,7 @@ fn dump_once(request: &[u8], what: &'static str) -> Result<(Vec<Vec<u8>>, bool),
                         })
                     }
                 },
-                _ => {
-                    let mut whole = Vec::with_capacity(16 + msg.payload.len());
-                    whole.extend_from_slice(&((16 + msg.payload.len()) as u32).to_ne_bytes());
-                    whole.extend_from_slice(&msg.ty.to_ne_bytes());
-                    whole.extend_from_slice(&msg.flags.to_ne_bytes());
-                    whole.extend_from_slice(&msg.seq.to_ne_bytes());
-                    whole.extend_from_slice(&msg.pid.to_ne_bytes());
-                    whole.extend_from_slice(msg.payload);
-                    out.push(whole);
-                }
+                _ => out.push(msg.raw.to_vec()),
             }
         }
     }
