@@ -500,7 +500,7 @@ pub fn run(inv: Invocation) -> Outcome {
                 return Ok(0);
             }
             need_root()?;
-            crate::engine::guard_namespace().map_err(fail)?;
+            crate::engine::guard_namespace().map_err(|e| fail(e.into()))?;
             match crate::openvpn::start(&args, &env) {
                 Ok(never) => match never {},
                 Err(e) => Err(fail_openvpn(e)),
@@ -508,7 +508,7 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::OpenvpnStop => {
             need_root()?;
-            crate::engine::guard_namespace().map_err(fail)?;
+            crate::engine::guard_namespace().map_err(|e| fail(e.into()))?;
             let outcome = crate::openvpn::stop().map_err(fail_openvpn)?;
             let msg = match outcome {
                 crate::openvpn::StopOutcome::Stopped { pid } => {

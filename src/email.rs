@@ -3,7 +3,7 @@
 //!
 //! It is its own table, `inet bitmask_email`, next to the VPN firewall's `inet bitmask`: the two
 //! start, stop and are checked independently, each in one netlink transaction through
-//! [`crate::engine`]. IPv4 and IPv6 are covered together.
+//! [`crate::nft::engine`]. IPv4 and IPv6 are covered together.
 //!
 //! - chain `input`: tcp to 1984 and 2013 is accepted from `lo` and rejected from any other
 //!   interface;
@@ -41,11 +41,10 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::engine::{self, Applied};
 use crate::error::Error;
-use crate::plan::{Action, Chain, ChainKind, Hook, Match, Rule, Ruleset, L4};
-use crate::policy::IfPattern;
-use crate::readback::{self, KernelTable};
+use crate::nft::engine::{self, Applied};
+use crate::nft::readback::{self, KernelTable};
+use crate::nft::ruleset::{Action, Chain, ChainKind, Hook, IfPattern, Match, Rule, Ruleset, L4};
 
 /// The name of the email firewall's table (`table inet bitmask_email`).
 pub const TABLE: &str = "bitmask_email";
@@ -282,7 +281,7 @@ pub fn plan(uid: u32) -> Ruleset {
 /// The plan in nft syntax, as `nft list table inet bitmask_email` will show it. Changes
 /// nothing; needs no root.
 pub fn dry_run(uid: u32) -> Result<String, Error> {
-    engine::render(&plan(uid))
+    Ok(engine::render(&plan(uid))?)
 }
 
 /// Refuses `(uid_t) -1`, which is no uid.
@@ -297,13 +296,13 @@ fn check_uid(uid: u32) -> Result<(), UidError> {
 /// once), in one transaction; then reads it back and verifies it.
 pub fn start(uid: u32) -> Result<Applied, Error> {
     check_uid(uid)?;
-    engine::apply(&plan(uid))
+    Ok(engine::apply(&plan(uid))?)
 }
 
 /// Stops the email firewall. Returns whether it was running; stopping a stopped firewall is
 /// fine.
 pub fn stop() -> Result<bool, Error> {
-    engine::remove(TABLE)
+    Ok(engine::remove(TABLE)?)
 }
 
 /// The state of the email firewall as read from the kernel.

@@ -1,10 +1,15 @@
 //! The library's error type. The CLI turns each into one line and an exit code.
+//!
+//! It sits above every layer (it names the errors of the firewalls and of the email table);
+//! the layers below return their own types ([`crate::nft::engine::Error`],
+//! [`TransportError`]), which convert into it.
 
-use crate::discovery::DiscoveryError;
 use crate::email::UidError;
-use crate::plan::PlanError;
-use crate::policy::PolicyError;
-use crate::transport::TransportError;
+use crate::firewall::discovery::DiscoveryError;
+use crate::firewall::plan::PlanError;
+use crate::firewall::policy::PolicyError;
+use crate::nft::engine::Error as EngineError;
+use crate::nft::transport::TransportError;
 
 /// Everything that can go wrong in the firewall engine.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,17 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("could not start the async runtime ({0})")]
     Runtime(#[source] std::io::Error),
+}
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Transport(t) => Error::Transport(t),
+            EngineError::InitialNamespace => Error::InitialNamespace,
+            EngineError::NotVerified(what) => Error::NotVerified(what),
+            EngineError::Sysctl { path, source } => Error::Sysctl { path, source },
+        }
+    }
 }
 
 impl Error {

@@ -5,14 +5,17 @@
 //! one netlink transaction: no process is started, nothing is ever half-applied, and a running
 //! firewall is replaced with no moment without protection.
 //!
-//! The pipeline, one module each:
-//! - [`policy`]: what the caller wants ([`policy::Policy`], built with a builder);
-//! - [`discovery`]: what the network is, read over rtnetlink;
-//! - [`plan`]: a pure function (policy, network) → [`plan::Ruleset`];
-//! - [`render`]: the ruleset in nft syntax (`--dry-run`);
-//! - [`transport`]: the ruleset as one nftnl batch, sent with mnl, errors read back;
-//! - [`readback`] and [`status`]: the table read back and compared with the plan;
-//! - [`firewall`]: start, stop, status for callers; [`cli`]: the command line.
+//! The crate's parts, lower layers first (a layer never imports one above it):
+//! - [`nft`]: a ruleset to and from the kernel, shared by both firewalls: the intermediate
+//!   form ([`nft::ruleset`]), nft text ([`nft::render`]), one nftnl batch ([`nft::transport`]),
+//!   read-back and fingerprint ([`nft::readback`]), apply/verify/remove ([`nft::engine`]);
+//! - [`firewall`]: the VPN kill switch: what the caller wants ([`firewall::policy`]), what the
+//!   network is ([`firewall::discovery`], over rtnetlink), the pure plan
+//!   ([`firewall::plan`]), and whether the running table is still right
+//!   ([`firewall::status`]);
+//! - [`email`]: the email firewall (`fw-email`), on the same engine;
+//! - [`openvpn`]: the hardened OpenVPN launcher;
+//! - [`cli`]: argv to a command and an exit code; [`error`]: the library's error type.
 //!
 //! ```
 //! use bitmask_root::{discovery::{Interface, Network, Prefix}, firewall, policy::Policy};
@@ -36,20 +39,16 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
-pub mod discovery;
 pub mod email;
-pub mod engine;
 pub mod error;
 pub mod firewall;
-pub mod netlink;
+pub mod nft;
 pub mod openvpn;
-pub mod plan;
-pub mod policy;
-pub mod readback;
-pub mod render;
-pub mod status;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
-pub mod transport;
+
+// The modules by their short names, as the crate's first releases had them.
+pub use firewall::{discovery, plan, policy, status};
+pub use nft::{engine, netlink, readback, render, transport};
 
 pub use error::Error;

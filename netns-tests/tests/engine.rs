@@ -286,7 +286,7 @@ fn library_start_status_refusal_and_stop() {
             };
             bad.chains[0].rules.insert(3, plan::Rule::new([], log));
             match engine::apply(&bad) {
-                Err(bitmask_root::Error::Transport(e))
+                Err(bitmask_root::engine::Error::Transport(e))
                     if e.to_string().contains("rule 4 of chain output") =>
                 {
                     Ok(())

@@ -4,8 +4,7 @@
 //! devices of the default IPv4 and IPv6 routes in the main table (lowest metric wins). It works
 //! on IPv4-only hosts, IPv6-only hosts, and with IPv6 disabled in the kernel.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
@@ -13,88 +12,7 @@ use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::RouteMessageBuilder;
 
-/// An address prefix with the host bits cleared (`192.168.1.0/24`, `fe80::/64`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Prefix {
-    /// The prefix of `addr/len`, host bits cleared. `len` is capped at the family's width.
-    pub fn new(addr: IpAddr, len: u8) -> Prefix {
-        match addr {
-            IpAddr::V4(a) => {
-                let len = len.min(32);
-                let network = u32::from(a) & netmask(len, 32) as u32;
-                Prefix {
-                    addr: IpAddr::V4(Ipv4Addr::from(network)),
-                    len,
-                }
-            }
-            IpAddr::V6(a) => {
-                let len = len.min(128);
-                let network = u128::from(a) & netmask(len, 128);
-                Prefix {
-                    addr: IpAddr::V6(Ipv6Addr::from(network)),
-                    len,
-                }
-            }
-        }
-    }
-    /// The network address.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-    /// The prefix length.
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-    /// Whether this prefix covers a single address (/32 or /128).
-    pub fn is_host(&self) -> bool {
-        self.len == self.max_len()
-    }
-    /// The family's width: 32 or 128.
-    pub fn max_len(&self) -> u8 {
-        if self.addr.is_ipv4() {
-            32
-        } else {
-            128
-        }
-    }
-    /// Whether `other` lies entirely inside this prefix.
-    pub fn contains(&self, other: &Prefix) -> bool {
-        other.addr.is_ipv4() == self.addr.is_ipv4()
-            && other.len >= self.len
-            && Prefix::new(other.addr, self.len).addr == self.addr
-    }
-    /// The netmask as bytes (4 or 16).
-    pub fn mask_bytes(&self) -> Vec<u8> {
-        match self.addr {
-            IpAddr::V4(_) => (netmask(self.len, 32) as u32).to_be_bytes().to_vec(),
-            IpAddr::V6(_) => netmask(self.len, 128).to_be_bytes().to_vec(),
-        }
-    }
-}
-
-/// The netmask of a `len`-bit prefix of a `width`-bit address (32 or 128), in the low bits.
-fn netmask(len: u8, width: u32) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        (u128::MAX << (width - u32::from(len))) & (u128::MAX >> (128 - width))
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_host() {
-            write!(f, "{}", self.addr)
-        } else {
-            write!(f, "{}/{}", self.addr, self.len)
-        }
-    }
-}
+pub use crate::nft::ruleset::Prefix;
 
 /// The private ranges that `--lan private` trusts: RFC 1918, IPv4 link-local, IPv6 link-local
 /// and unique local addresses.

@@ -24,9 +24,8 @@ use nftnl::expr::{
 use nftnl::set::{Set as NftSet, SetKey};
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
 
-use crate::netlink;
-use crate::plan::{Action, ChainKind, Family, Hook, Match, Ruleset, L4};
-use crate::policy::IfPattern;
+use crate::nft::netlink;
+use crate::nft::ruleset::{Action, ChainKind, Family, Hook, IfPattern, Match, Ruleset, L4};
 use crate::sys;
 
 /// Why the kernel was not changed as asked.
@@ -226,7 +225,7 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
                 "rule {} of chain {} ({})",
                 n + 1,
                 c.name,
-                crate::render::rule_text(r)
+                crate::nft::render::rule_text(r)
             ));
         }
     }
@@ -387,7 +386,7 @@ fn encode_rule(
                 rule.add_expr(&Cmp::new(CmpOp::Eq, *h));
             }
             Match::Icmpv6Type(t) => {
-                need_l4(rule, &mut l4, crate::plan::IPPROTO_ICMPV6);
+                need_l4(rule, &mut l4, crate::nft::ruleset::IPPROTO_ICMPV6);
                 rule.add_expr(&Payload::Transport(TransportHeaderField::Icmpv6(
                     Icmpv6HeaderField::Type,
                 )));

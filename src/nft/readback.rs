@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::netlink::{self, Attr};
-use crate::plan::Ruleset;
-use crate::transport::{self, TransportError};
+use crate::nft::netlink::{self, Attr};
+use crate::nft::ruleset::Ruleset;
+use crate::nft::transport::{self, TransportError};
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;

@@ -14,13 +14,20 @@
 //! # Ok(()) }
 //! ```
 
-use crate::discovery::{self, Network};
-use crate::engine::{self, Applied};
-use crate::error::Error;
-use crate::plan::{self, Ruleset};
-use crate::policy::Policy;
+pub mod discovery;
+#[cfg(test)]
+mod golden_tests;
+pub mod plan;
+pub mod policy;
+pub mod status;
 
-pub use crate::status::{status, Status};
+use crate::error::Error;
+use crate::firewall::discovery::Network;
+use crate::firewall::plan::Ruleset;
+use crate::firewall::policy::Policy;
+use crate::nft::engine::{self, Applied};
+
+pub use crate::firewall::status::{status, Status};
 
 /// Plans the firewall for `policy` on `net`. Pure.
 pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, Error> {
@@ -30,7 +37,7 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, Error> {
 /// Reads the network and renders the plan in nft syntax. Changes nothing; needs no root.
 pub async fn dry_run(policy: &Policy) -> Result<String, Error> {
     let net = discovery::discover().await?;
-    engine::render(&plan(policy, &net)?)
+    Ok(engine::render(&plan(policy, &net)?)?)
 }
 
 /// Starts the firewall, or replaces a running one, in one transaction.
@@ -42,10 +49,10 @@ pub async fn start(policy: &Policy) -> Result<Applied, Error> {
 
 /// Starts the firewall for an already discovered network.
 pub fn start_on(policy: &Policy, net: &Network) -> Result<Applied, Error> {
-    engine::apply(&plan(policy, net)?)
+    Ok(engine::apply(&plan(policy, net)?)?)
 }
 
 /// Stops the firewall. Returns whether it was running; stopping a stopped firewall is fine.
 pub fn stop() -> Result<bool, Error> {
-    engine::remove(plan::TABLE)
+    Ok(engine::remove(plan::TABLE)?)
 }

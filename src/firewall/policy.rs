@@ -9,6 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
+pub use crate::nft::ruleset::IfPattern;
+
 /// The resolver that all DNS is rewritten to when the VPN uses UDP (the seed's default).
 pub const RESOLVER_UDP: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 1);
 /// The resolver that all DNS is rewritten to when the VPN uses TCP (`--tcp`).
@@ -84,40 +86,6 @@ impl Profile {
     }
 }
 
-/// An interface name pattern: an exact name (`tun0`) or a prefix with a trailing `*` (`tun*`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfPattern {
-    stem: String,
-    wildcard: bool,
-}
-
-impl IfPattern {
-    /// An exact interface name as the kernel reports it (not validated: kernel names are
-    /// taken as they are, `lo` included).
-    pub fn exact(name: &str) -> IfPattern {
-        IfPattern {
-            stem: name.to_string(),
-            wildcard: false,
-        }
-    }
-    /// The name, or the part before the `*`.
-    pub fn stem(&self) -> &str {
-        &self.stem
-    }
-    /// Whether the pattern ends in `*` (matches every name starting with the stem).
-    pub fn is_wildcard(&self) -> bool {
-        self.wildcard
-    }
-    /// Whether `name` matches the pattern.
-    pub fn matches(&self, name: &str) -> bool {
-        if self.wildcard {
-            name.starts_with(&self.stem)
-        } else {
-            name == self.stem
-        }
-    }
-}
-
 impl FromStr for IfPattern {
     type Err = PolicyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -132,16 +100,7 @@ impl FromStr for IfPattern {
         if stem.is_empty() || stem.len() > 15 || !ok_chars || stem == "lo" {
             return Err(PolicyError::BadTunnel(s.to_string()));
         }
-        Ok(IfPattern {
-            stem: stem.to_string(),
-            wildcard,
-        })
-    }
-}
-
-impl fmt::Display for IfPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.stem, if self.wildcard { "*" } else { "" })
+        Ok(IfPattern::from_parts(stem, wildcard))
     }
 }
 
@@ -270,10 +229,7 @@ impl Default for PolicyBuilder {
             resolver: RESOLVER_UDP,
             lan: LanMode::default(),
             debug: false,
-            tunnel: IfPattern {
-                stem: "tun".into(),
-                wildcard: true,
-            },
+            tunnel: IfPattern::from_parts("tun", true),
             profile: Profile::default(),
         }
     }

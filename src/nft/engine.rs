@@ -1,10 +1,33 @@
 //! The engine that any ruleset goes through: apply in one transaction, verify by reading it
 //! back, remove. The VPN firewall ([`crate::firewall`]) and other tables use it alike.
 
-use crate::error::Error;
-use crate::plan::Ruleset;
-use crate::readback::{self, Fingerprint};
-use crate::transport;
+use crate::nft::readback::{self, Fingerprint};
+use crate::nft::ruleset::Ruleset;
+use crate::nft::transport;
+
+/// Why the engine could not apply, verify or remove a table. [`crate::Error`] carries each
+/// of these as its own variant.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel could not be reached or refused the ruleset.
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    /// `BITMASK_ROOT_REQUIRE_NETNS` is set and this is the machine's initial namespace.
+    #[error("refusing to touch this network namespace: BITMASK_ROOT_REQUIRE_NETNS protects it (or is not an inode number); run inside a test namespace (ip netns exec NAME ...)")]
+    InitialNamespace,
+    /// The transaction committed but the table read back differs from the plan.
+    #[error("the firewall was applied but reads back differently ({0}); another program may be changing nftables at the same time, run the command again")]
+    NotVerified(String),
+    /// A sysctl could not be written.
+    #[error("could not write {path} ({source})")]
+    Sysctl {
+        /// The file.
+        path: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Environment variable, a safety net for test harnesses: set it to the inode number of the
 /// network namespace that must never be touched (the harness's own, `stat -L -c %i
@@ -48,7 +71,7 @@ pub fn comment_of(rs: &Ruleset) -> Result<(String, Fingerprint), Error> {
 /// The ruleset in nft syntax, exactly as `nft list table inet NAME` will show it.
 pub fn render(rs: &Ruleset) -> Result<String, Error> {
     let (comment, _) = comment_of(rs)?;
-    Ok(crate::render::render(rs, &comment))
+    Ok(crate::nft::render::render(rs, &comment))
 }
 
 /// Replaces table `rs.table` with `rs` in one transaction, then reads it back.

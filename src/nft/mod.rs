@@ -1,0 +1,18 @@
+//! nftables over netlink: a [`ruleset::Ruleset`] to and from the kernel, shared by both
+//! firewalls.
+//!
+//! - [`ruleset`]: the intermediate form (table, sets, base chains, rules);
+//! - [`render`]: a ruleset in nft syntax, exactly as `nft list table` prints it;
+//! - [`transport`]: a ruleset as one nftnl batch, sent with mnl, errors read back;
+//! - [`readback`]: a table dumped from the kernel, canonicalised and fingerprinted;
+//! - [`engine`]: apply in one transaction and verify, remove;
+//! - [`netlink`]: the netlink message and attribute framing the others parse.
+//!
+//! Nothing here knows which firewall a ruleset belongs to.
+
+pub mod engine;
+pub mod netlink;
+pub mod readback;
+pub mod render;
+pub mod ruleset;
+pub mod transport;
