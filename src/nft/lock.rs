@@ -253,6 +253,7 @@ impl NamespaceLock {
         };
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
+        let mut replaced = 0;
         loop {
             let file = OpenOptions::new()
                 .read(true)
@@ -269,7 +270,10 @@ impl NamespaceLock {
                 if same_file(&file, &path) {
                     return Ok(NamespaceLock { file, path, key });
                 }
-                continue;
+                replaced += 1;
+                if replaced < 16 {
+                    continue;
+                }
             }
             drop(file);
             let waited = started.elapsed();
