@@ -82,8 +82,9 @@ ENVIRONMENT (the released bitmask-root's switches, honoured when no option says 
     turn on --debug.
 
 EXIT CODES:
-    0 success, 1 failure at run time (not root, the kernel refused, no usable route),
-    2 usage error (nothing was changed).
+    0 success, 1 failure at run time (not root, the kernel refused, no usable route,
+    another command held the firewall of this network namespace for 5 s), 2 usage error
+    (nothing was changed). Firewall commands run one at a time per network namespace.
 
 EXAMPLES:
     sudo bitmask-root firewall start 198.51.100.7 2001:db8::7

@@ -43,6 +43,7 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::nft::engine::{self, Applied};
+use crate::nft::lock::NamespaceLock;
 use crate::nft::readback::{self, KernelTable};
 use crate::nft::ruleset::{Action, Chain, ChainKind, Hook, IfPattern, Match, Rule, Ruleset, L4};
 
@@ -293,7 +294,8 @@ fn check_uid(uid: u32) -> Result<(), UidError> {
 }
 
 /// Starts the email firewall for `uid`, or replaces a running one (the new uid takes over at
-/// once), in one transaction; then reads it back and verifies it.
+/// once), in one transaction; then reads it back and verifies it. Holds the namespace's
+/// command lock ([`crate::nft::lock`]), as [`stop`] and [`status`] do.
 pub fn start(uid: u32) -> Result<Applied, Error> {
     check_uid(uid)?;
     Ok(engine::apply(&plan(uid))?)
@@ -365,8 +367,10 @@ impl fmt::Display for Status {
     }
 }
 
-/// Reads the email firewall's state in the calling thread's namespace.
+/// Reads the email firewall's state in the calling thread's namespace, holding its command
+/// lock and reading the table at one generation.
 pub fn status() -> Result<Status, Error> {
+    let _lock = NamespaceLock::acquire()?;
     match readback::read_table(TABLE)? {
         None => Ok(Status::Down),
         Some(kernel) => judge(&kernel),

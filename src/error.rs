@@ -9,7 +9,8 @@ use crate::firewall::discovery::DiscoveryError;
 use crate::firewall::plan::PlanError;
 use crate::firewall::policy::PolicyError;
 use crate::nft::engine::Error as EngineError;
-use crate::nft::transport::TransportError;
+use crate::nft::lock::LockError;
+use crate::nft::transport::{Generation, TransportError};
 
 /// Everything that can go wrong in the firewall engine.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +37,9 @@ pub enum Error {
     /// `BITMASK_ROOT_REQUIRE_NETNS` is set and this is the machine's initial namespace.
     #[error("refusing to touch this network namespace: BITMASK_ROOT_REQUIRE_NETNS protects it (or is not an inode number); run inside a test namespace (ip netns exec NAME ...)")]
     InitialNamespace,
-    /// The transaction committed but the table read back differs from the plan.
-    #[error("the firewall was applied but reads back differently ({0}); another program may be changing nftables at the same time, run the command again")]
+    /// The transaction committed, nothing was committed after it, and yet the table read back
+    /// differs from the plan.
+    #[error("the firewall was applied but the kernel holds something else ({0}); run the command again, and report a bug if this repeats")]
     NotVerified(String),
     /// A sysctl could not be written.
     #[error("could not write {path} ({source})")]
@@ -51,6 +53,21 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("could not start the async runtime ({0})")]
     Runtime(#[source] std::io::Error),
+    /// The transaction committed, then another program changed nftables and the table with it
+    /// before it was read back.
+    #[error("the firewall was applied, but another program changed nftables right after us (generation {ours} was ours, {now} is current): {what}; find what else manages nftables here, then run the command again")]
+    ChangedAfterUs {
+        /// The generation our commit produced.
+        ours: Generation,
+        /// The generation the table was read back at.
+        now: Generation,
+        /// How the table differs from what we committed.
+        what: String,
+    },
+    /// The namespace's command lock could not be taken (another command runs, or the lock
+    /// directory is unsafe); nothing was changed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl From<EngineError> for Error {
@@ -60,6 +77,10 @@ impl From<EngineError> for Error {
             EngineError::InitialNamespace => Error::InitialNamespace,
             EngineError::NotVerified(what) => Error::NotVerified(what),
             EngineError::Sysctl { path, source } => Error::Sysctl { path, source },
+            EngineError::ChangedAfterUs { ours, now, what } => {
+                Error::ChangedAfterUs { ours, now, what }
+            }
+            EngineError::Lock(e) => Error::Lock(e),
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::firewall::discovery::Network;
 use crate::firewall::plan::Ruleset;
 use crate::firewall::policy::Policy;
 use crate::nft::engine::{self, Applied};
+use crate::nft::lock::NamespaceLock;
 
 pub use crate::firewall::status::{status, Status};
 
@@ -41,18 +42,25 @@ pub async fn dry_run(policy: &Policy) -> Result<String, Error> {
 }
 
 /// Starts the firewall, or replaces a running one, in one transaction.
+///
+/// Like every call here that changes or judges the firewall, it holds the command lock of the
+/// calling thread's network namespace ([`crate::nft::lock`]) from before it reads the network
+/// until the table is verified; while another command holds it, the calling thread sleeps, at
+/// most [`crate::nft::lock::WAIT`], then the call fails having changed nothing.
 pub async fn start(policy: &Policy) -> Result<Applied, Error> {
     engine::guard_namespace()?;
+    let lock = NamespaceLock::acquire()?;
     let net = discovery::discover().await?;
-    start_on(policy, &net)
+    Ok(engine::apply_held(&plan(policy, &net)?, &lock)?)
 }
 
-/// Starts the firewall for an already discovered network.
+/// Starts the firewall for an already discovered network (holding the command lock).
 pub fn start_on(policy: &Policy, net: &Network) -> Result<Applied, Error> {
     Ok(engine::apply(&plan(policy, net)?)?)
 }
 
 /// Stops the firewall. Returns whether it was running; stopping a stopped firewall is fine.
+/// Holds the command lock.
 pub fn stop() -> Result<bool, Error> {
     Ok(engine::remove(plan::TABLE)?)
 }

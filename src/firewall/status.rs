@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::discovery::{self, Network};
 use crate::error::Error;
+use crate::nft::lock::NamespaceLock;
 use crate::plan::{self, gateway_set_name, Family};
 use crate::policy::Policy;
 use crate::readback::{self, KernelTable};
@@ -65,8 +66,10 @@ impl fmt::Display for Status {
     }
 }
 
-/// Reads the firewall's state in the calling thread's namespace.
+/// Reads the firewall's state in the calling thread's namespace, holding its command lock (so
+/// no start or stop of ours runs meanwhile) and reading the table at one generation.
 pub async fn status() -> Result<Status, Error> {
+    let _lock = NamespaceLock::acquire()?;
     let Some(kernel) = readback::read_table(plan::TABLE)? else {
         return Ok(Status::Down);
     };

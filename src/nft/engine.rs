@@ -1,9 +1,13 @@
 //! The engine that any ruleset goes through: apply in one transaction, verify by reading it
 //! back, remove. The VPN firewall ([`crate::firewall`]) and other tables use it alike.
+//!
+//! Each change holds the namespace's command lock ([`crate::nft::lock`]) for its whole run;
+//! callers that already hold it use [`apply_held`] and [`remove_held`].
 
+use crate::nft::lock::{LockError, NamespaceLock};
 use crate::nft::readback::{self, Fingerprint};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport;
+use crate::nft::transport::{self, Generation};
 
 /// Why the engine could not apply, verify or remove a table. [`crate::Error`] carries each
 /// of these as its own variant.
@@ -15,9 +19,24 @@ pub enum Error {
     /// `BITMASK_ROOT_REQUIRE_NETNS` is set and this is the machine's initial namespace.
     #[error("refusing to touch this network namespace: BITMASK_ROOT_REQUIRE_NETNS protects it (or is not an inode number); run inside a test namespace (ip netns exec NAME ...)")]
     InitialNamespace,
-    /// The transaction committed but the table read back differs from the plan.
-    #[error("the firewall was applied but reads back differently ({0}); another program may be changing nftables at the same time, run the command again")]
+    /// The transaction committed, nothing was committed after it, and yet the table read back
+    /// differs from the plan: the kernel does not hold what was sent.
+    #[error("the firewall was applied but the kernel holds something else ({0}); run the command again, and report a bug if this repeats")]
     NotVerified(String),
+    /// The transaction committed, then another program committed a change to nftables that
+    /// altered the table before it was read back.
+    #[error("the firewall was applied, but another program changed nftables right after us (generation {ours} was ours, {now} is current): {what}; find what else manages nftables here, then run the command again")]
+    ChangedAfterUs {
+        /// The generation our commit produced.
+        ours: Generation,
+        /// The generation the table was read back at.
+        now: Generation,
+        /// How the table differs from what we committed.
+        what: String,
+    },
+    /// The namespace's command lock could not be taken; nothing was changed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// A sysctl could not be written.
     #[error("could not write {path} ({source})")]
     Sysctl {
@@ -60,6 +79,8 @@ pub struct Applied {
     pub fingerprint: Fingerprint,
     /// The table comment written.
     pub comment: String,
+    /// The nftables generation the table was read back and verified at.
+    pub generation: Generation,
 }
 
 /// The comment a ruleset is applied with: its record and its fingerprint.
@@ -74,59 +95,123 @@ pub fn render(rs: &Ruleset) -> Result<String, Error> {
     Ok(crate::nft::render::render(rs, &comment))
 }
 
-/// Replaces table `rs.table` with `rs` in one transaction, then reads it back.
+/// Replaces table `rs.table` with `rs` in one transaction, then reads it back. Holds the
+/// namespace's command lock throughout.
 pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
     guard_namespace()?;
+    let lock = NamespaceLock::acquire()?;
+    apply_held(rs, &lock)
+}
+
+/// [`apply`] for a caller that holds the namespace's command lock.
+pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> {
+    guard_namespace()?;
+    lock.ensure_current()?;
     let expected = readback::snapshot_of(rs)?;
     let fingerprint = expected.fingerprint();
     let comment = readback::comment_for(&rs.record, fingerprint);
     // A fresh start creates the table without deleting anything (no wait in the kernel); if
     // the table appeared in the meantime the kernel refuses that batch whole, and the
     // replacing batch runs instead.
-    let created = if readback::table_exists(&rs.table)? {
-        false
-    } else {
+    let mut committed = None;
+    if !readback::table_exists(&rs.table)? {
         match transport::commit(&transport::encode_create(rs, &comment)?) {
-            Ok(()) => true,
+            Ok(generation) => committed = Some(generation),
             Err(transport::TransportError::Rejected { source, .. })
-                if source.raw_os_error() == Some(libc::EEXIST) =>
-            {
-                false
-            }
+                if source.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
-    };
-    if !created {
-        transport::commit(&transport::encode_replace(rs, &comment)?)?;
     }
+    let ours = match committed {
+        Some(generation) => generation,
+        None => transport::commit(&transport::encode_replace(rs, &comment)?)?,
+    };
     if rs.set_ip_forward {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {
             path: "/proc/sys/net/ipv4/ip_forward",
             source,
         })?;
     }
-    match readback::read_table(&rs.table)? {
-        None => Err(Error::NotVerified(format!(
-            "table inet {} is missing",
-            rs.table
-        ))),
+    let back = readback::read_table_at(&rs.table)?;
+    let difference = match &back.table {
+        None => Some(format!("table inet {} is missing", rs.table)),
         Some(k) if k.comment.as_deref() != Some(comment.as_str()) => {
-            Err(Error::NotVerified("its comment changed".into()))
+            Some("its comment changed".to_string())
         }
-        Some(k) if k.snapshot.fingerprint() != fingerprint => Err(Error::NotVerified(
-            k.snapshot.describe_difference(&expected),
-        )),
-        Some(_) => Ok(Applied {
-            fingerprint,
-            comment,
+        Some(k) if k.snapshot.fingerprint() != fingerprint => {
+            Some(k.snapshot.describe_difference(&expected))
+        }
+        Some(_) => None,
+    };
+    verdict(difference, ours, back.generation)?;
+    Ok(Applied {
+        fingerprint,
+        comment,
+        generation: back.generation,
+    })
+}
+
+/// What a read-back that differs from the plan (`difference`) means, given the generation our
+/// commit produced (`ours`, if the kernel said) and the one the table was read at: if
+/// someone committed after us, that is what happened; if not, the kernel does not hold what
+/// we sent.
+fn verdict(
+    difference: Option<String>,
+    ours: Option<Generation>,
+    read_at: Generation,
+) -> Result<(), Error> {
+    match (difference, ours) {
+        (None, _) => Ok(()),
+        (Some(what), Some(ours)) if read_at != ours => Err(Error::ChangedAfterUs {
+            ours,
+            now: read_at,
+            what,
         }),
+        (Some(what), Some(_)) => Err(Error::NotVerified(what)),
+        (Some(what), None) => Err(Error::NotVerified(format!(
+            "{what}; the kernel did not say which generation we committed, so another program may have changed it"
+        ))),
     }
 }
 
-/// Removes table `inet NAME` in one transaction. Returns whether it existed.
+/// Removes table `inet NAME` in one transaction. Returns whether it existed. Holds the
+/// namespace's command lock throughout.
 pub fn remove(name: &str) -> Result<bool, Error> {
     guard_namespace()?;
-    let existed = readback::read_table(name)?.is_some();
+    let lock = NamespaceLock::acquire()?;
+    remove_held(name, &lock)
+}
+
+/// [`remove`] for a caller that holds the namespace's command lock.
+pub fn remove_held(name: &str, lock: &NamespaceLock) -> Result<bool, Error> {
+    guard_namespace()?;
+    lock.ensure_current()?;
+    let existed = readback::table_exists(name)?;
     transport::commit(&transport::encode_remove(name)?)?;
     Ok(existed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_generation_is_another_programs_change_not_our_failure() {
+        let (g7, g8) = (Generation(7), Generation(8));
+        assert!(
+            verdict(None, Some(g7), g8).is_ok(),
+            "a later commit that left us intact"
+        );
+        let e = verdict(Some("chain output is missing".into()), Some(g7), g8).unwrap_err();
+        assert!(matches!(e, Error::ChangedAfterUs { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("another program changed nftables right after us"),
+            "{text}"
+        );
+        assert!(text.contains("chain output is missing"), "{text}");
+        let e = verdict(Some("chain output is missing".into()), Some(g7), g7).unwrap_err();
+        assert!(matches!(e, Error::NotVerified(_)), "{e}");
+        assert!(!e.to_string().contains("another program"), "{e}");
+    }
 }

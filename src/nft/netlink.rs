@@ -29,6 +29,11 @@ pub const NFT_MSG_GETSET: u16 = 10;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 /// `NFT_MSG_GETSETELEM`.
 pub const NFT_MSG_GETSETELEM: u16 = 13;
+/// `NFT_MSG_NEWGEN`: the ruleset's generation (the answer to `GETGEN`, and the echo of a
+/// commit).
+pub const NFT_MSG_NEWGEN: u16 = 15;
+/// `NFT_MSG_GETGEN`.
+pub const NFT_MSG_GETGEN: u16 = 16;
 
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -61,6 +66,13 @@ impl<'a> Message<'a> {
     /// For nftables messages: the `NFT_MSG_*` type, or `None` for other subsystems.
     pub fn nft_type(&self) -> Option<u16> {
         (self.ty >> 8 == NFNL_SUBSYS_NFTABLES).then_some(self.ty & 0xff)
+    }
+    /// For nftables messages: `res_id` of the `nfgenmsg`, in which the kernel puts the low
+    /// 16 bits of the ruleset generation it answered from.
+    pub fn nft_res_id(&self) -> Option<u16> {
+        self.nft_type()?;
+        let b = self.payload.get(2..4)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
     }
     /// For nftables messages: the attributes after the 4-byte `nfgenmsg`.
     pub fn nft_attrs(&self) -> Vec<Attr<'a>> {
@@ -256,6 +268,16 @@ mod tests {
         assert_eq!(canonical(&with_flag, &none), canonical(&without, &none));
         let skip3 = |p: &[u16], _: &[u8]| p == [3];
         assert!(!canonical(&with_flag, &skip3).contains("3:"));
+    }
+
+    #[test]
+    fn res_id_is_read_big_endian_from_nftables_messages_only() {
+        let mut reply = nft_request(NFT_MSG_NEWTABLE, 0, 1, 1, &[]);
+        reply[18..20].copy_from_slice(&0x1234u16.to_be_bytes());
+        assert_eq!(messages(&reply)[0].nft_res_id(), Some(0x1234));
+        let mut done = reply.clone();
+        done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+        assert_eq!(messages(&done)[0].nft_res_id(), None);
     }
 
     #[test]

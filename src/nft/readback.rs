@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use crate::nft::netlink::{self, Attr};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport::{self, TransportError};
+use crate::nft::transport::{self, Generation, TransportError};
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -303,14 +303,57 @@ pub fn table_exists(name: &str) -> Result<bool, TransportError> {
     Ok(!get_table(name)?.is_empty())
 }
 
+/// A table read back whole at one generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    /// The table, `None` when it does not exist.
+    pub table: Option<KernelTable>,
+    /// The generation every part of it was read at.
+    pub generation: Generation,
+}
+
+/// How many times [`read_table_at`] reads a table that keeps changing before it gives up.
+const READ_ATTEMPTS: u32 = 5;
+
 /// Reads table `inet NAME` back from the kernel of the calling thread's namespace; `None` when
-/// it does not exist.
+/// it does not exist. Consistent as [`read_table_at`] says.
 pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
+    Ok(read_table_at(name)?.table)
+}
+
+/// Reads table `inet NAME` back, every part of it (table, chains, rules, sets, elements) at
+/// one generation: each reply carries the generation it was made at, and the read is taken
+/// only when they all match the generation the kernel reports after it; otherwise it is read
+/// again, up to [`READ_ATTEMPTS`] times.
+pub fn read_table_at(name: &str) -> Result<ReadBack, TransportError> {
+    for _ in 0..READ_ATTEMPTS {
+        let (table, seen) = read_once(name)?;
+        let generation = transport::generation()?;
+        if seen.iter().all(|r| *r == generation.res_id()) {
+            return Ok(ReadBack { table, generation });
+        }
+    }
+    Err(TransportError::Unsettled {
+        table: name.to_string(),
+        attempts: READ_ATTEMPTS,
+    })
+}
+
+/// The `res_id` (generation, low 16 bits) of each message of a reply.
+fn res_ids(raw: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    netlink::messages(raw)
+        .into_iter()
+        .filter_map(|m| m.nft_res_id())
+}
+
+/// One read of the table, and the generations its replies were made at.
+fn read_once(name: &str) -> Result<(Option<KernelTable>, Vec<u16>), TransportError> {
     let cname = netlink::cstr(name);
     let tables = get_table(name)?;
     let Some(table_msg) = tables.first() else {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
+    let mut seen: Vec<u16> = res_ids(table_msg).collect();
     let mut comment = None;
     for msg in netlink::messages(table_msg) {
         let a = msg.nft_attrs();
@@ -334,6 +377,7 @@ pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
             &[(table_attr, &cname)],
         );
         for raw in transport::dump(&req, what)? {
+            seen.extend(res_ids(&raw));
             for msg in netlink::messages(&raw) {
                 let a = msg.nft_attrs();
                 if attr_str(&a, 1) == name {
@@ -353,6 +397,7 @@ pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
             &[(1, &cname), (2, &cset)],
         );
         for raw in transport::dump(&req, "the set elements")? {
+            seen.extend(res_ids(&raw));
             for msg in netlink::messages(&raw) {
                 absorb(&mut snap, &msg);
                 let a = msg.nft_attrs();
@@ -367,11 +412,14 @@ pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
     for v in set_elements.values_mut() {
         v.sort();
     }
-    Ok(Some(KernelTable {
-        comment,
-        snapshot: snap,
-        set_elements,
-    }))
+    Ok((
+        Some(KernelTable {
+            comment,
+            snapshot: snap,
+            set_elements,
+        }),
+        seen,
+    ))
 }
 
 /// The text stored as a table's comment: the record, then the rules' fingerprint.

@@ -66,6 +66,81 @@ pub enum TransportError {
         #[source]
         source: io::Error,
     },
+    /// The kernel's answer to `GETGEN` carried no generation.
+    #[error("the kernel did not say which nftables generation it holds")]
+    NoGeneration,
+    /// Every attempt to read a table saw nftables change in the middle.
+    #[error("another program changed nftables {attempts} times while table inet {table} was being read; run the command again when it has settled")]
+    Unsettled {
+        /// The table.
+        table: String,
+        /// How many times it was read.
+        attempts: u32,
+    },
+}
+
+/// The ruleset generation of a network namespace: the kernel counts every committed nftables
+/// transaction, whoever sent it. A table read at the generation our commit produced is what we
+/// committed; a later generation means that someone committed after us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Generation(pub u32);
+
+impl Generation {
+    /// The low 16 bits, as the `res_id` of every nftables reply carries them.
+    pub fn res_id(self) -> u16 {
+        (self.0 & 0xffff) as u16
+    }
+}
+
+impl std::fmt::Display for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The generation in a `NEWGEN` message (`NFTA_GEN_ID`), if it is one.
+fn generation_of(msg: &netlink::Message<'_>) -> Option<Generation> {
+    if msg.nft_type() != Some(netlink::NFT_MSG_NEWGEN) {
+        return None;
+    }
+    const NFTA_GEN_ID: u16 = 1;
+    netlink::find(&msg.nft_attrs(), NFTA_GEN_ID)
+        .and_then(|a| a.be_u32())
+        .map(Generation)
+}
+
+/// The current ruleset generation of the calling thread's namespace (one `GETGEN`).
+pub fn generation() -> Result<Generation, TransportError> {
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_ACK: u16 = 0x4;
+    let req = netlink::nft_request(
+        netlink::NFT_MSG_GETGEN,
+        NLM_F_REQUEST | NLM_F_ACK,
+        1,
+        libc::AF_UNSPEC as u8,
+        &[],
+    );
+    dump(&req, "the ruleset generation")?
+        .iter()
+        .flat_map(|raw| netlink::messages(raw))
+        .find_map(|m| generation_of(&m))
+        .ok_or(TransportError::NoGeneration)
+}
+
+/// Asks the kernel to echo the generation a batch commits. The kernel decides by the
+/// `NLM_F_ECHO` flag of the first message after `NFNL_MSG_BATCH_BEGIN` (the batch's first
+/// object), and then sends the commit's `NEWGEN` (and that one object's notification) back to
+/// us, before the ACKs.
+fn echo_generation(batch: &mut [u8]) {
+    const NLM_F_ECHO: u16 = 0x8;
+    let Some(begin) = netlink::messages(batch).first().map(|m| m.raw.len()) else {
+        return;
+    };
+    let first = (begin + 3) & !3;
+    if let Some(flags) = batch.get_mut(first + 6..first + 8) {
+        let f = u16::from_ne_bytes([flags[0], flags[1]]) | NLM_F_ECHO;
+        flags.copy_from_slice(&f.to_ne_bytes());
+    }
 }
 
 /// An encoded batch and, per object message, what it builds (for error messages).
@@ -444,9 +519,11 @@ fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportEr
 }
 
 /// Sends an encoded batch in one message and waits for every ACK. On `Err(Rejected)` the
-/// kernel aborted the whole transaction.
-pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
-    let buf = enc.bytes();
+/// kernel aborted the whole transaction. On success, returns the generation the commit
+/// produced, as the kernel echoed it (`None` if it did not).
+pub fn commit(enc: &Encoded) -> Result<Option<Generation>, TransportError> {
+    let mut buf = enc.bytes();
+    echo_generation(&mut buf);
     let seqs = enc.batch.sequence_numbers();
     let socket = open_socket(seqs.len(), buf.len())?;
     let sent = socket.send(&buf).map_err(TransportError::Send)?;
@@ -465,11 +542,20 @@ pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
     let portid = socket.portid();
     let mut pending: BTreeSet<u32> = seqs.clone().collect();
     let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
+    let mut committed = None;
     while !pending.is_empty() {
         let bytes = rbuf.bytes_mut();
         let n = socket.recv_raw(bytes).map_err(TransportError::Recv)?;
         for msg in netlink::messages(&bytes[..n]) {
-            if msg.pid != portid || !seqs.contains(&msg.seq) {
+            if msg.pid != portid {
+                continue;
+            }
+            // The echoed NEWGEN comes before the ACKs, which the kernel sends after the commit.
+            if let Some(g) = generation_of(&msg) {
+                committed = Some(g);
+                continue;
+            }
+            if !seqs.contains(&msg.seq) {
                 continue;
             }
             match msg.error_code() {
@@ -492,7 +578,7 @@ pub fn commit(enc: &Encoded) -> Result<(), TransportError> {
             }
         }
     }
-    Ok(())
+    Ok(committed)
 }
 
 /// Sends one dump request and collects every reply message's bytes (one Vec per message).
@@ -554,5 +640,35 @@ fn dump_once(request: &[u8], what: &'static str) -> Result<(Vec<Vec<u8>>, bool),
                 _ => out.push(msg.raw.to_vec()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_echo_flag_goes_on_the_first_object_only() {
+        const NLM_F_ECHO: u16 = 0x8;
+        let mut buf = encode_remove("bitmask").expect("encode").bytes();
+        let before: Vec<u16> = netlink::messages(&buf).iter().map(|m| m.flags).collect();
+        echo_generation(&mut buf);
+        let after: Vec<u16> = netlink::messages(&buf).iter().map(|m| m.flags).collect();
+        assert_eq!(after.len(), before.len());
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            let want = if i == 1 { b | NLM_F_ECHO } else { *b };
+            assert_eq!(*a, want, "message {i}");
+        }
+    }
+
+    #[test]
+    fn a_newgen_message_carries_the_generation() {
+        let id = 0x0001_0203u32.to_be_bytes();
+        let msg = netlink::nft_request(netlink::NFT_MSG_NEWGEN, 0, 1, 0, &[(1, &id)]);
+        let parsed = netlink::messages(&msg);
+        assert_eq!(generation_of(&parsed[0]), Some(Generation(0x0001_0203)));
+        assert_eq!(Generation(0x0001_0203).res_id(), 0x0203);
+        let table = netlink::nft_request(netlink::NFT_MSG_NEWTABLE, 0, 1, 0, &[(1, &id)]);
+        assert_eq!(generation_of(&netlink::messages(&table)[0]), None);
     }
 }
