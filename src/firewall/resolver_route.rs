@@ -50,9 +50,9 @@ pub fn dns_warning(
         ResolverRoute::Device(dev) => Some(format!(
             "DNS will fail: {resolver} is routed via {dev}, not the tunnel"
         )),
-        ResolverRoute::Unroutable(why) => Some(format!(
-            "DNS will fail: {resolver} has no route ({why}), not even through the tunnel"
-        )),
+        ResolverRoute::Unroutable(why) => {
+            Some(format!("DNS will fail: {resolver} has no route ({why})"))
+        }
     }
 }
 
@@ -83,7 +83,14 @@ async fn lookup_with(
         Err(rtnetlink::Error::NetlinkError(e)) => {
             let why = match e.raw_code() {
                 0 => "no answer".to_string(),
-                code => std::io::Error::from_raw_os_error(-code).to_string(),
+                code => {
+                    let text = std::io::Error::from_raw_os_error(-code).to_string();
+                    // "Network is unreachable (os error 101)" -> "Network is unreachable"
+                    match text.split_once(" (os error") {
+                        Some((words, _)) => words.to_string(),
+                        None => text,
+                    }
+                }
             };
             return Ok(ResolverRoute::Unroutable(why));
         }
@@ -151,7 +158,10 @@ mod tests {
             &tun(),
         )
         .unwrap();
-        assert!(w.starts_with("DNS will fail: 10.42.0.1 has no route (Network is unreachable)"));
+        assert_eq!(
+            w,
+            "DNS will fail: 10.42.0.1 has no route (Network is unreachable)"
+        );
         let w = dns_warning(R, &ResolverRoute::Device("lo".into()), &tun()).unwrap();
         assert!(w.contains("one of its own addresses"), "{w}");
         assert_eq!(
