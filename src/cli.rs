@@ -442,9 +442,18 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::FirewallIsup => {
             need_root()?;
-            let status = runtime()?.block_on(firewall::status()).map_err(fail)?;
-            if status.is_up() {
-                println!("bitmask-root: {status}");
+            let rt = runtime()?;
+            let status = rt.block_on(firewall::status()).map_err(fail)?;
+            if let firewall::Status::Up(policy) = &status {
+                // Up stays up (exit 0); the line says when DNS cannot work, and why.
+                match rt.block_on(firewall::dns_warning(policy)) {
+                    Ok(None) => println!("bitmask-root: {status}"),
+                    Ok(Some(warning)) => println!("bitmask-root: {status}; {warning}"),
+                    Err(e) => println!(
+                        "bitmask-root: {status}; could not read the route to {}: {e}",
+                        policy.resolver()
+                    ),
+                }
                 Ok(0)
             } else {
                 Err((1, status.to_string()))

@@ -13,6 +13,8 @@
 //! * [`probe`] has listeners that count arrivals where they land ([`probe::udp::UdpListener`],
 //!   [`probe::tcp::TcpListener`], [`probe::icmp::EchoCounter`], [`probe::dns::DnsResponder`],
 //!   [`probe::tap::Tap`]) and bounded senders.
+//! * [`dnsmasq::Dnsmasq`] runs a real dnsmasq in a namespace (a desktop's stub resolver, a
+//!   LAN router's DNS server).
 //! * [`BitmaskRoot`] runs the binary under test in a namespace; [`nft`] reads rulesets.
 //! * [`report::Case`] records a leak-matrix case for the markdown report.
 //!
@@ -24,6 +26,7 @@
 pub mod addr;
 pub mod bitmask;
 pub mod cmd;
+pub mod dnsmasq;
 pub mod error;
 pub mod names;
 pub mod netns;

@@ -1,6 +1,6 @@
-//! The leak matrix of issue 3: each case is one test, with real packets in throw-away
-//! namespaces, the `bitmask-root` binary running in the client namespace. Each case
-//! appends a line to `$LEAK_REPORT_JSONL` (see `netns_tests::report`).
+//! The leak matrix of issue 3 (cases 1-14) and issue 9 (DNS, cases 15-19): each case is one
+//! test, with real packets in throw-away namespaces, the `bitmask-root` binary running in the
+//! client namespace. Each case appends a line to `$LEAK_REPORT_JSONL` (see `netns_tests::report`).
 //!
 //! Run with `cargo xtask netns-test`, or `cargo test -p netns-tests --test leak_matrix`
 //! after `cargo build` (as root).
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use netns_tests::addr::*;
+use netns_tests::dnsmasq::Dnsmasq;
 use netns_tests::nft;
 use netns_tests::probe::dns::{dns_query, DnsResponder, Transport};
 use netns_tests::probe::icmp::{icmp_echo, EchoOutcome};
@@ -1218,5 +1219,556 @@ fn case14_no_process_started() {
             );
         }
     }
+    case.pass();
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 9: DNS with the resolver every desktop uses, and never outside the tunnel.
+
+/// The `--lan` modes every DNS case runs in.
+const LAN_MODES: [&[&str]; 3] = [&[], &["--lan", "on-link"], &["--lan", "off"]];
+
+/// A link-local resolver address (as cloud instances have), routed on-link via `eth0`.
+const LINK_LOCAL_RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// Port-53 packets counted where they would land outside the tunnel: on the LAN side of
+/// each router (what left the client's `eth0` and `eth1`) and on the internet's links to the
+/// routers. Packets to a gateway are not counted (DNS to a gateway is allowed).
+struct Outside {
+    taps: Vec<Tap>,
+    gateways: Vec<IpAddr>,
+}
+
+impl Outside {
+    fn start(t: &Topology) -> Outside {
+        let mut taps = vec![
+            Tap::start(t.router(), "lan0").expect("tap router lan0"),
+            Tap::start(t.internet(), "r1").expect("tap internet r1"),
+        ];
+        if let Ok(r2) = t.router2() {
+            taps.push(Tap::start(r2, "lan0").expect("tap router2 lan0"));
+            taps.push(Tap::start(t.internet(), "r2").expect("tap internet r2"));
+        }
+        Outside {
+            taps,
+            gateways: t.gateways().to_vec(),
+        }
+    }
+
+    fn clear(&self) {
+        for tap in &self.taps {
+            tap.clear();
+        }
+    }
+
+    /// Waits [`SETTLE`], then checks that no port-53 packet arrived on any tapped link.
+    #[track_caller]
+    fn expect_none(&self, case: &mut Case, label: &str) {
+        std::thread::sleep(SETTLE);
+        for (i, tap) in self.taps.iter().enumerate() {
+            let side = ["router lan0", "internet r1", "router2 lan0", "internet r2"][i];
+            let seen = tap
+                .matching(|p| p.inbound && p.dport == Some(53) && !self.gateways.contains(&p.dst));
+            if !seen.is_empty() {
+                case.seen(format!(
+                    "{label}: on {side}: {}",
+                    seen.iter()
+                        .map(Packet::describe)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            case.expect_count(
+                &format!("{label}: port-53 packets outside the tunnel ({side})"),
+                seen.len(),
+                0,
+            );
+        }
+    }
+}
+
+/// One DNS query from the client; records what happened.
+fn ask(
+    case: &mut Case,
+    t: &Topology,
+    label: &str,
+    server: IpAddr,
+    tr: Transport,
+) -> Option<IpAddr> {
+    let a = dns_query(t.client(), sa(server, 53), tr, &SendOpts::default()).expect("query");
+    case.seen(format!("{label}: {tr:?} DNS to {server}: {a:?}"));
+    a.answered_by()
+}
+
+/// Queries the VPN resolver received from the client's tunnel address (masqueraded there,
+/// so they came through the tunnel).
+fn through_tunnel(r: &DnsResponder) -> usize {
+    r.queries()
+        .iter()
+        .filter(|q| q.from.ip() == v4(CLIENT_TUN_V4))
+        .count()
+}
+
+/// `firewall isup`: its exit code and its line.
+fn isup_line(t: &Topology) -> (Option<i32>, String) {
+    let out = bin().run(t.client(), &["firewall", "isup"]).expect("isup");
+    (
+        out.code,
+        format!("{}{}", out.stdout, out.stderr).trim().to_string(),
+    )
+}
+
+#[test]
+fn case15_dns_to_the_lan_router_answered_through_the_tunnel() {
+    let mut case = Case::begin(
+        15,
+        "DNS to the LAN router answered by the VPN resolver",
+        "udp/tcp DNS to the LAN router 192.168.1.1 (what DHCP hands out) and to a link-local resolver: answered by 10.42.0.1 through the tunnel, in every --lan mode; no port-53 packet on the LAN or the internet; the router's DNS server gets nothing; DNS to a gateway and to 127.0.0.53 unchanged; isup 0 with no DNS warning",
+    );
+    let b = bin();
+    let t = Topology::builder().tunnel(true).build().expect("topology");
+    let r42 = DnsResponder::start(t.vpn().expect("vpn"), v4(VPN_RESOLVER)).expect("dns");
+    let at_router = DnsResponder::start(t.router(), v4(ROUTER_LAN_V4)).expect("dns");
+    let at_gw = DnsResponder::start(t.internet(), v4(GATEWAY_V4)).expect("dns");
+    let local = DnsResponder::start(t.client(), "127.0.0.53".parse().expect("ip")).expect("dns");
+    t.client()
+        .ip(&["route", "add", "169.254.0.0/16", "dev", "eth0"])
+        .expect("link-local route");
+    let outside = Outside::start(&t);
+
+    // Without the firewall the router answers itself, and the taps see it: the probes can
+    // tell a leak.
+    for tr in [Transport::Udp, Transport::Tcp] {
+        let by = ask(&mut case, &t, "no firewall", v4(ROUTER_LAN_V4), tr);
+        case.check(
+            by == Some(v4(ROUTER_LAN_V4)),
+            format!("no firewall: {tr:?} DNS to the router answered by it, got {by:?}"),
+        );
+    }
+    std::thread::sleep(SETTLE);
+    let wire = outside.taps[0].count_inbound(|p| p.dport == Some(53));
+    case.expect_at_least("no firewall: port-53 packets on the router's lan0", wire, 2);
+
+    for flags in LAN_MODES {
+        let mode = format!("firewall {flags:?}");
+        start(&b, t.client(), flags, &gw());
+        outside.clear();
+        let (router_before, tunnel_before) = (at_router.count(), through_tunnel(&r42));
+        for server in [v4(ROUTER_LAN_V4), v4(LINK_LOCAL_RESOLVER)] {
+            for tr in [Transport::Udp, Transport::Tcp] {
+                let by = ask(&mut case, &t, &mode, server, tr);
+                case.check(
+                    by == Some(v4(VPN_RESOLVER)),
+                    format!("{mode}: {tr:?} DNS to {server} should be answered by 10.42.0.1, got {by:?}"),
+                );
+            }
+        }
+        case.expect_count(
+            &format!("{mode}: queries at 10.42.0.1 from the tunnel address"),
+            through_tunnel(&r42) - tunnel_before,
+            4,
+        );
+        case.expect_count(
+            &format!("{mode}: queries at the router's DNS server"),
+            at_router.count() - router_before,
+            0,
+        );
+        outside.expect_none(&mut case, &mode);
+
+        let (gw_before, local_before) = (at_gw.count(), local.count());
+        for tr in [Transport::Udp, Transport::Tcp] {
+            let by = ask(&mut case, &t, &mode, v4(GATEWAY_V4), tr);
+            case.check(
+                by == Some(v4(GATEWAY_V4)),
+                format!("{mode}: {tr:?} DNS to the gateway should not be rewritten, got {by:?}"),
+            );
+            let stub: IpAddr = "127.0.0.53".parse().expect("ip");
+            let by = ask(&mut case, &t, &mode, stub, tr);
+            case.check(
+                by == Some(stub),
+                format!("{mode}: {tr:?} DNS to 127.0.0.53 should stay local, got {by:?}"),
+            );
+        }
+        case.expect_count(
+            &format!("{mode}: queries at the gateway"),
+            at_gw.count() - gw_before,
+            2,
+        );
+        case.expect_count(
+            &format!("{mode}: queries at 127.0.0.53"),
+            local.count() - local_before,
+            2,
+        );
+        let (code, line) = isup_line(&t);
+        case.seen(format!("{mode}: isup {code:?}: {line}"));
+        case.check(
+            code == Some(0) && !line.contains("DNS will fail"),
+            format!("{mode}: isup exits 0 without a DNS warning, got {code:?}: {line}"),
+        );
+    }
+    case.pass();
+}
+
+#[test]
+fn case16_desktop_stub_resolver_forwarding_to_the_lan_router() {
+    let mut case = Case::begin(
+        16,
+        "a desktop's stub resolver forwarding to the LAN router",
+        "a real dnsmasq on 127.0.0.53 in the client (as systemd-resolved) forwarding to a real dnsmasq on the LAN router: lookups through the stub, udp and tcp, are answered by 10.42.0.1 through the tunnel in every --lan mode; nothing reaches the router's port 53",
+    );
+    let b = bin();
+    let t = Topology::builder().tunnel(true).build().expect("topology");
+    let r42 = DnsResponder::start(t.vpn().expect("vpn"), v4(VPN_RESOLVER)).expect("dns");
+    let _router_dns =
+        Dnsmasq::answering_with_own_address(t.router(), v4(ROUTER_LAN_V4)).expect("router dnsmasq");
+    let stub_addr: IpAddr = "127.0.0.53".parse().expect("ip");
+    let _stub = Dnsmasq::stub(t.client(), stub_addr, v4(ROUTER_LAN_V4)).expect("stub dnsmasq");
+    let outside = Outside::start(&t);
+
+    // Without the firewall the stub's lookups are answered by the router's dnsmasq.
+    for tr in [Transport::Udp, Transport::Tcp] {
+        let by = ask(
+            &mut case,
+            &t,
+            "no firewall, through the stub",
+            stub_addr,
+            tr,
+        );
+        case.check(
+            by == Some(v4(ROUTER_LAN_V4)),
+            format!(
+                "no firewall: {tr:?} lookup through the stub answered by the router, got {by:?}"
+            ),
+        );
+    }
+    std::thread::sleep(SETTLE);
+    let wire = outside.taps[0].count_inbound(|p| p.dport == Some(53));
+    case.expect_at_least("no firewall: port-53 packets on the router's lan0", wire, 2);
+
+    for flags in LAN_MODES {
+        let mode = format!("firewall {flags:?}");
+        start(&b, t.client(), flags, &gw());
+        outside.clear();
+        let before = through_tunnel(&r42);
+        for tr in [Transport::Udp, Transport::Tcp] {
+            let by = ask(
+                &mut case,
+                &t,
+                &format!("{mode}, through the stub"),
+                stub_addr,
+                tr,
+            );
+            case.check(
+                by == Some(v4(VPN_RESOLVER)),
+                format!("{mode}: {tr:?} lookup through the stub should be answered by 10.42.0.1, got {by:?}"),
+            );
+        }
+        case.expect_at_least(
+            &format!("{mode}: the stub's queries at 10.42.0.1 from the tunnel address"),
+            through_tunnel(&r42) - before,
+            2,
+        );
+        outside.expect_none(&mut case, &mode);
+    }
+    case.pass();
+}
+
+/// Queries that must fail, udp and tcp, with nothing leaving outside the tunnel; `servers`
+/// are the original destinations.
+fn expect_dns_fails(case: &mut Case, t: &Topology, label: &str, servers: &[IpAddr]) {
+    for server in servers {
+        for tr in [Transport::Udp, Transport::Tcp] {
+            let by = ask(case, t, label, *server, tr);
+            case.check(
+                by.is_none(),
+                format!("{label}: {tr:?} DNS to {server} must fail, answered by {by:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn case17_resolver_routed_outside_the_tunnel() {
+    let mut case = Case::begin(
+        17,
+        "resolver routed outside the tunnel",
+        "a host route for 10.42.0.1 via the uplink, then a LAN on 10.42.0.0/24 (NetworkManager's shared networks) whose route wins: udp/tcp DNS to a public resolver, the LAN router, a neighbour and the resolver fails in every --lan mode, no port-53 packet on any LAN or the internet; isup 0 and says where the resolver is routed; with the route back through the tunnel DNS works again",
+    );
+    let b = bin();
+    let t = Topology::builder()
+        .tunnel(true)
+        .second_uplink(true)
+        .build()
+        .expect("topology");
+    let r42 = DnsResponder::start(t.vpn().expect("vpn"), v4(VPN_RESOLVER)).expect("dns");
+    let other = DnsResponder::start(t.internet(), v4(OTHER_RESOLVER_V4)).expect("dns");
+    let at_router = DnsResponder::start(t.router(), v4(ROUTER_LAN_V4)).expect("dns");
+    let outside = Outside::start(&t);
+    let servers = [v4(OTHER_RESOLVER_V4), v4(ROUTER_LAN_V4), v4(VPN_RESOLVER)];
+
+    // 1. A host route for the resolver via the uplink.
+    t.client()
+        .ip(&[
+            "route",
+            "add",
+            "10.42.0.1/32",
+            "via",
+            "192.168.1.1",
+            "dev",
+            "eth0",
+        ])
+        .expect("host route");
+    for flags in LAN_MODES {
+        let mode = format!("host route via eth0, firewall {flags:?}");
+        start(&b, t.client(), flags, &gw());
+        outside.clear();
+        let before = r42.count() + other.count() + at_router.count();
+        expect_dns_fails(&mut case, &t, &mode, &servers);
+        outside.expect_none(&mut case, &mode);
+        case.expect_count(
+            &format!("{mode}: queries at any resolver"),
+            r42.count() + other.count() + at_router.count() - before,
+            0,
+        );
+        let (code, line) = isup_line(&t);
+        case.seen(format!("{mode}: isup {code:?}: {line}"));
+        case.check(
+            code == Some(0)
+                && line.contains("DNS will fail: 10.42.0.1 is routed via eth0, not the tunnel"),
+            format!(
+                "{mode}: isup exits 0 and says where the resolver is routed, got {code:?}: {line}"
+            ),
+        );
+    }
+    t.client()
+        .ip(&["route", "del", "10.42.0.1/32"])
+        .expect("del host route");
+    let by = ask(
+        &mut case,
+        &t,
+        "host route removed",
+        v4(OTHER_RESOLVER_V4),
+        Transport::Udp,
+    );
+    case.check(
+        by == Some(v4(VPN_RESOLVER)),
+        format!("host route removed: DNS answered by 10.42.0.1 again, got {by:?}"),
+    );
+
+    // 2. A LAN on the resolver's range, joined before the tunnel came up: its route wins.
+    let hotspot = t.router2().expect("router2");
+    hotspot
+        .ip(&["addr", "add", "10.42.0.1/24", "dev", "lan0"])
+        .expect("hotspot address");
+    let at_hotspot = DnsResponder::start(hotspot, v4(VPN_RESOLVER)).expect("hotspot dns");
+    t.client()
+        .ip_batch(&[
+            "addr del 10.42.0.2/24 dev tun0".into(),
+            "addr add 10.42.0.57/24 dev eth1".into(),
+            "addr add 10.42.0.2/24 dev tun0".into(),
+        ])
+        .expect("hotspot LAN");
+    t.tunnel_up().expect("tunnel routes");
+    let route = t
+        .client()
+        .ip(&["-4", "route", "get", "10.42.0.1"])
+        .expect("route get");
+    case.seen(format!(
+        "LAN on 10.42.0.0/24: ip route get 10.42.0.1: {}",
+        route.trim()
+    ));
+    case.check(
+        route.contains("dev eth1"),
+        format!("the hotspot LAN's route wins for 10.42.0.1: {route}"),
+    );
+    let neighbour = v4(Ipv4Addr::new(10, 42, 0, 53));
+    for flags in LAN_MODES {
+        let mode = format!("LAN on 10.42.0.0/24, firewall {flags:?}");
+        start(&b, t.client(), flags, &gw());
+        outside.clear();
+        let before = r42.count() + other.count() + at_router.count() + at_hotspot.count();
+        expect_dns_fails(
+            &mut case,
+            &t,
+            &mode,
+            &[v4(OTHER_RESOLVER_V4), v4(ROUTER_LAN_V4), neighbour],
+        );
+        outside.expect_none(&mut case, &mode);
+        case.expect_count(
+            &format!("{mode}: queries at any resolver (the hotspot's included)"),
+            r42.count() + other.count() + at_router.count() + at_hotspot.count() - before,
+            0,
+        );
+        let (code, line) = isup_line(&t);
+        case.seen(format!("{mode}: isup {code:?}: {line}"));
+        case.check(
+            code == Some(0)
+                && line.contains("DNS will fail: 10.42.0.1 is routed via eth1, not the tunnel"),
+            format!(
+                "{mode}: isup exits 0 and says where the resolver is routed, got {code:?}: {line}"
+            ),
+        );
+    }
+    case.pass();
+}
+
+#[test]
+fn case18_second_uplink_dns() {
+    let mut case = Case::begin(
+        18,
+        "DNS and the second uplink",
+        "udp/tcp DNS to the second uplink's router and to a resolver routed via the second uplink: answered by 10.42.0.1 through the tunnel; with the resolver 10.42.0.1 itself routed via the second uplink: DNS fails, isup says so; in every --lan mode no port-53 packet on either LAN or the internet",
+    );
+    let b = bin();
+    let t = Topology::builder()
+        .tunnel(true)
+        .second_uplink(true)
+        .build()
+        .expect("topology");
+    let r42 = DnsResponder::start(t.vpn().expect("vpn"), v4(VPN_RESOLVER)).expect("dns");
+    let at_router2 =
+        DnsResponder::start(t.router2().expect("router2"), v4(ROUTER2_LAN_V4)).expect("dns");
+    let other = DnsResponder::start(t.internet(), v4(OTHER_RESOLVER_V4)).expect("dns");
+    let outside = Outside::start(&t);
+    t.route_via_second_uplink(v4(OTHER_RESOLVER_V4))
+        .expect("route via eth1");
+
+    for flags in LAN_MODES {
+        let mode = format!("firewall {flags:?}");
+        start(&b, t.client(), flags, &gw());
+        outside.clear();
+        let before = through_tunnel(&r42);
+        for server in [v4(ROUTER2_LAN_V4), v4(OTHER_RESOLVER_V4)] {
+            for tr in [Transport::Udp, Transport::Tcp] {
+                let by = ask(&mut case, &t, &mode, server, tr);
+                case.check(
+                    by == Some(v4(VPN_RESOLVER)),
+                    format!("{mode}: {tr:?} DNS to {server} (via eth1) should be answered by 10.42.0.1, got {by:?}"),
+                );
+            }
+        }
+        case.expect_count(
+            &format!("{mode}: queries at 10.42.0.1 from the tunnel address"),
+            through_tunnel(&r42) - before,
+            4,
+        );
+        outside.expect_none(&mut case, &mode);
+    }
+    case.expect_count(
+        "queries at the second router's and the other resolver's port 53",
+        at_router2.count() + other.count(),
+        0,
+    );
+
+    t.route_via_second_uplink(v4(VPN_RESOLVER))
+        .expect("resolver via eth1");
+    for flags in LAN_MODES {
+        let mode = format!("resolver via eth1, firewall {flags:?}");
+        start(&b, t.client(), flags, &gw());
+        outside.clear();
+        let before = r42.count() + at_router2.count() + other.count();
+        expect_dns_fails(
+            &mut case,
+            &t,
+            &mode,
+            &[v4(ROUTER_LAN_V4), v4(ROUTER2_LAN_V4), v4(OTHER_RESOLVER_V4)],
+        );
+        outside.expect_none(&mut case, &mode);
+        case.expect_count(
+            &format!("{mode}: queries at any resolver"),
+            r42.count() + at_router2.count() + other.count() - before,
+            0,
+        );
+        let (code, line) = isup_line(&t);
+        case.seen(format!("{mode}: isup {code:?}: {line}"));
+        case.check(
+            code == Some(0)
+                && line.contains("DNS will fail: 10.42.0.1 is routed via eth1, not the tunnel"),
+            format!(
+                "{mode}: isup exits 0 and says where the resolver is routed, got {code:?}: {line}"
+            ),
+        );
+    }
+    case.pass();
+}
+
+#[test]
+fn case19_dns_with_the_tunnel_down() {
+    let mut case = Case::begin(
+        19,
+        "DNS with the tunnel down",
+        "tunnel down: udp/tcp DNS to the LAN router, the second router, a public resolver, a link-local resolver and 10.42.0.1 fails in every --lan mode (udp at once with EPERM), no port-53 packet on either LAN or the internet, no resolver gets a query; isup 0 and says the resolver is routed via eth0; tunnel up again: DNS to the LAN router answered by 10.42.0.1",
+    );
+    let b = bin();
+    let t = Topology::builder()
+        .tunnel(true)
+        .second_uplink(true)
+        .build()
+        .expect("topology");
+    let r42 = DnsResponder::start(t.vpn().expect("vpn"), v4(VPN_RESOLVER)).expect("dns");
+    let at_router = DnsResponder::start(t.router(), v4(ROUTER_LAN_V4)).expect("dns");
+    let at_router2 =
+        DnsResponder::start(t.router2().expect("router2"), v4(ROUTER2_LAN_V4)).expect("dns");
+    let other = DnsResponder::start(t.internet(), v4(OTHER_RESOLVER_V4)).expect("dns");
+    t.client()
+        .ip(&["route", "add", "169.254.0.0/16", "dev", "eth0"])
+        .expect("link-local route");
+    let outside = Outside::start(&t);
+    let all = || r42.count() + at_router.count() + at_router2.count() + other.count();
+
+    for flags in LAN_MODES {
+        let mode = format!("tunnel down, firewall {flags:?}");
+        t.tunnel_up().expect("up");
+        start(&b, t.client(), flags, &gw());
+        t.tunnel_down().expect("down");
+        outside.clear();
+        let before = all();
+        let servers = [
+            v4(ROUTER_LAN_V4),
+            v4(ROUTER2_LAN_V4),
+            v4(OTHER_RESOLVER_V4),
+            v4(LINK_LOCAL_RESOLVER),
+            v4(VPN_RESOLVER),
+        ];
+        expect_dns_fails(&mut case, &t, &mode, &servers);
+        let udp = dns_query(
+            t.client(),
+            sa(v4(ROUTER_LAN_V4), 53),
+            Transport::Udp,
+            &SendOpts::default(),
+        )
+        .expect("query");
+        case.check(
+            matches!(&udp, netns_tests::probe::dns::DnsOutcome::SendFailed(e) if e.contains("not permitted")),
+            format!("{mode}: a udp query fails on send with EPERM, got {udp:?}"),
+        );
+        outside.expect_none(&mut case, &mode);
+        case.expect_count(
+            &format!("{mode}: queries at any resolver"),
+            all() - before,
+            0,
+        );
+        let (code, line) = isup_line(&t);
+        case.seen(format!("{mode}: isup {code:?}: {line}"));
+        case.check(
+            code == Some(0)
+                && line.contains("DNS will fail: 10.42.0.1 is routed via eth0, not the tunnel"),
+            format!(
+                "{mode}: isup exits 0 and says where the resolver is routed, got {code:?}: {line}"
+            ),
+        );
+    }
+    t.tunnel_up().expect("up");
+    let by = ask(
+        &mut case,
+        &t,
+        "tunnel up again",
+        v4(ROUTER_LAN_V4),
+        Transport::Udp,
+    );
+    case.check(
+        by == Some(v4(VPN_RESOLVER)),
+        format!("tunnel up again: DNS to the LAN router answered by 10.42.0.1, got {by:?}"),
+    );
     case.pass();
 }

@@ -3,13 +3,15 @@
 //! test PKI generated now), inside the harness's namespaces, with the kill switch up.
 //!
 //! Shown: the tunnel comes up; the internet host is reached only through it; DNS to any
-//! address is answered by the VPN-side resolver 10.42.0.1; when openvpn is killed nothing
-//! reaches the internet in clear while the firewall stays up; `openvpn stop` stops a second
-//! instance and exits 0, leaving a decoy (`openvpn ... LEAPOPENVPN` in its command line)
-//! alone.
+//! address, and through a dnsmasq stub on 127.0.0.53 that forwards to a dnsmasq on the LAN
+//! router, is answered by the VPN-side resolver 10.42.0.1 over the tunnel; when openvpn is
+//! killed nothing reaches the internet in clear while the firewall stays up; `openvpn stop`
+//! stops a second instance and exits 0, leaving a decoy (`openvpn ... LEAPOPENVPN` in its
+//! command line) alone.
 //!
-//! Needs root, `ip`, `/usr/sbin/openvpn`, `openssl` and the `bitmask-root` binary
-//! (`$BITMASK_ROOT_BIN`, default `target/debug/bitmask-root`); skipped otherwise.
+//! Needs root, `ip`, `/usr/sbin/openvpn`, `openssl`, `/usr/sbin/dnsmasq` (the DNS part fails
+//! without it) and the `bitmask-root` binary (`$BITMASK_ROOT_BIN`, default
+//! `target/debug/bitmask-root`); skipped otherwise.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,8 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netns_tests::addr::{GATEWAY_V4, INTERNET_HOST_V4, OTHER_RESOLVER_V4, VPN_RESOLVER};
+use netns_tests::addr::{
+    GATEWAY_V4, INTERNET_HOST_V4, OTHER_RESOLVER_V4, ROUTER_LAN_V4, VPN_RESOLVER,
+};
+use netns_tests::dnsmasq::Dnsmasq;
 use netns_tests::probe::dns::{dns_query, DnsResponder, Transport};
+use netns_tests::probe::tap::Tap;
 use netns_tests::probe::tcp::{tcp_connect, ConnectOutcome, TcpListener};
 use netns_tests::probe::udp::{udp_send, UdpListener};
 use netns_tests::{BitmaskRoot, Netns, Running, SendOpts, Topology};
@@ -510,6 +516,40 @@ fn openvpn_start_stop_with_real_tunnel_and_kill_switch() {
     }
     assert_eq!(other_dns.count(), 0, "a query reached the other resolver");
     assert!(vpn_dns.count() >= 6);
+
+    // 2b. A desktop's resolver stack: a real dnsmasq on 127.0.0.53 (as systemd-resolved)
+    // forwarding to a real dnsmasq on the LAN router, what DHCP hands out. Lookups through the
+    // stub are answered by the VPN resolver, over the real tunnel; the router gets nothing.
+    let _router_dns = Dnsmasq::answering_with_own_address(topo.router(), IpAddr::V4(ROUTER_LAN_V4))
+        .expect("dnsmasq on the LAN router");
+    let stub_addr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53));
+    let _stub = Dnsmasq::stub(client, stub_addr, IpAddr::V4(ROUTER_LAN_V4)).expect("stub dnsmasq");
+    let router_tap = Tap::start(topo.router(), "lan0").expect("tap on the router's LAN side");
+    let tunnel_queries = |r: &DnsResponder| {
+        r.queries()
+            .iter()
+            .filter(|q| q.from.ip() == IpAddr::V4(TUN_CLIENT))
+            .count()
+    };
+    let before = tunnel_queries(&vpn_dns);
+    for tr in [Transport::Udp, Transport::Tcp] {
+        let out = dns_query(client, sa(stub_addr, 53), tr, &opts).expect("dns");
+        assert_eq!(
+            out.answered_by(),
+            Some(IpAddr::V4(VPN_RESOLVER)),
+            "lookup through the stub over {tr:?}: {out:?}"
+        );
+    }
+    assert!(
+        tunnel_queries(&vpn_dns) - before >= 2,
+        "the stub's queries did not come through the tunnel"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let leaked = router_tap.matching(|p| p.inbound && p.dport == Some(53));
+    assert!(
+        leaked.is_empty(),
+        "port-53 packets reached the LAN router: {leaked:?}"
+    );
 
     // 3. openvpn dies: nothing reaches the internet in clear, the firewall stays up.
     ovpn.kill();

@@ -56,6 +56,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		oifname "lo" accept
 		oifname "tun*" accept
 		ip daddr @gateways4 accept
+		ct status dnat ip daddr 10.42.0.1 udp dport 53 accept
+		ct status dnat ip daddr 10.42.0.1 tcp dport 53 accept
 		udp dport 53 reject
 		tcp dport 53 reject
 		udp sport 68 udp dport 67 accept
@@ -73,6 +75,15 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		ip6 daddr ff02::fb udp dport 5353 accept
 		meta l4proto tcp reject with tcp reset
 		reject
+	}
+
+	chain dns_guard {
+		type filter hook postrouting priority filter; policy accept;
+		oifname "lo" accept
+		oifname "tun*" accept
+		ip daddr @gateways4 accept
+		udp dport 53 drop
+		tcp dport 53 drop
 	}
 
 	chain nat_output {

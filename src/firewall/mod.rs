@@ -16,9 +16,12 @@
 
 pub mod discovery;
 #[cfg(test)]
+mod dns_tests;
+#[cfg(test)]
 mod golden_tests;
 pub mod plan;
 pub mod policy;
+pub mod resolver_route;
 pub mod status;
 
 use crate::error::Error;
@@ -63,4 +66,17 @@ pub fn start_on(policy: &Policy, net: &Network) -> Result<Applied, Error> {
 /// Holds the command lock.
 pub fn stop() -> Result<bool, Error> {
     Ok(engine::remove(plan::TABLE)?)
+}
+
+/// What the status line should add about DNS for a running firewall with `policy`: `None`
+/// when the resolver is routed through the tunnel, else why DNS fails (e.g. "DNS will fail:
+/// 10.42.0.1 is routed via wlan0, not the tunnel"). Reads the route in the calling thread's
+/// namespace; never changes whether the firewall counts as up.
+pub async fn dns_warning(policy: &Policy) -> Result<Option<String>, Error> {
+    let route = resolver_route::lookup(policy.resolver()).await?;
+    Ok(resolver_route::dns_warning(
+        policy.resolver(),
+        &route,
+        policy.tunnel(),
+    ))
 }

@@ -26,6 +26,9 @@ pub use crate::nft::ruleset::{
 pub const TABLE: &str = "bitmask";
 /// The name of the filter chain hooked at output.
 pub const CHAIN_OUTPUT: &str = "output";
+/// The name of the filter chain hooked at postrouting that lets DNS leave only through
+/// loopback, the tunnel or to a gateway (default profile only).
+pub const CHAIN_DNS_GUARD: &str = "dns_guard";
 /// The log prefix of `--debug`, as the original's.
 pub const LOG_PREFIX: &str = "iptables denied: ";
 /// The first words of the table comment of the VPN firewall.
@@ -131,15 +134,16 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             });
         }
     }
-    let (output, nat_output, set_ip_forward) = match policy.profile() {
+    let (output, guard, nat_output, set_ip_forward) = match policy.profile() {
         Profile::Default => (
             default_output(policy, net, &sets),
+            Some(dns_guard(policy, &sets)),
             default_nat(policy, &sets),
             false,
         ),
         Profile::Compat => {
             let (out, nat) = compat(policy, net)?;
-            (out, nat, true)
+            (out, None, nat, true)
         }
     };
     let resolver = v4(policy.resolver().octets(), 32);
@@ -151,7 +155,7 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             )
         })
         .to_vec();
-    Ok(Ruleset {
+    let mut rs = Ruleset {
         table: TABLE.into(),
         record: record(policy),
         sets,
@@ -179,7 +183,12 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             },
         ],
         set_ip_forward,
-    })
+    };
+    if let Some(guard) = guard {
+        // Listed right after the filter output chain it completes.
+        rs.chains.insert(1, guard);
+    }
+    Ok(rs)
 }
 
 /// The LAN prefixes to open: (interface, prefix), skipping loopback, the tunnel, host routes,
@@ -221,12 +230,7 @@ fn default_output(policy: &Policy, net: &Network, sets: &[Set]) -> Vec<Rule> {
     for set in sets {
         r.push(Rule::new([DaddrIn(set.name.clone(), set.family)], Accept));
     }
-    // DNS may leave only through loopback, the tunnel or to a gateway (all accepted above).
-    // Everything else on port 53 was rewritten to the resolver by nat_output; with the tunnel
-    // down it would go out in clear, so it is rejected here, before the LAN is opened. IPv6
-    // DNS is not rewritten and is rejected the same way.
-    r.push(Rule::new([Dport(L4::Udp, 53)], Reject));
-    r.push(Rule::new([Dport(L4::Tcp, 53)], Reject));
+    r.extend(dns_output(policy));
     // DHCP keeps the lease alive in every LAN mode.
     r.push(Rule::new([Sport(L4::Udp, 68), Dport(L4::Udp, 67)], Accept));
     if net.ipv6 {
@@ -271,6 +275,75 @@ fn default_output(policy: &Policy, net: &Network, sets: &[Set]) -> Vec<Rule> {
     r.push(Rule::new([L4proto(L4::Tcp.number())], RejectTcpReset));
     r.push(Rule::new([], Reject));
     r
+}
+
+/// DNS in the filter `output` chain, after loopback, the tunnel and the gateways were
+/// accepted: a query that `nat_output` rewrote to the resolver is let on to the
+/// [`CHAIN_DNS_GUARD`] chain, which judges it by the interface it really leaves by; every other
+/// port-53 packet is rejected at once, before the LAN is opened (IPv6 DNS, which is not
+/// rewritten, and packets of connections that skipped NAT because they began before the
+/// firewall).
+///
+/// Why the rewritten queries cannot be judged here: the kernel runs every output chain with
+/// the device of the route chosen *before* the hook (`oifname` is that device). `nat_output`
+/// (priority -100) rewrites the destination and the kernel routes the packet again, but this
+/// chain (priority 0) still sees the old device: a query to the LAN router would look like it
+/// leaves by `eth0` (and used to be rejected, so DNS failed on every desktop whose resolver is
+/// the router), a query to a public resolver like it leaves by the tunnel (and used to be
+/// accepted, then left by `eth0` in clear when the resolver was routed there).
+fn dns_output(policy: &Policy) -> Vec<Rule> {
+    use Match::*;
+    let resolver = v4(policy.resolver().octets(), 32);
+    let mut r: Vec<Rule> = [L4::Udp, L4::Tcp]
+        .map(|p| {
+            Rule::new(
+                [CtStatusDnat, Daddr(resolver), Dport(p, 53)],
+                Action::Accept,
+            )
+        })
+        .to_vec();
+    r.push(Rule::new([Dport(L4::Udp, 53)], Action::Reject));
+    r.push(Rule::new([Dport(L4::Tcp, 53)], Action::Reject));
+    r
+}
+
+/// The `dns_guard` chain, hooked at postrouting, where the output device is the one the
+/// packet really leaves by (after the rewrite and the new route): port-53 packets, udp and
+/// tcp, IPv4 and IPv6, may leave only through loopback, the tunnel or to a gateway; every
+/// other one is dropped, whatever the routes say. `reject` is not allowed at postrouting; the
+/// drop fails a udp `sendmsg` at once with `EPERM`, while a tcp connect gets no answer and
+/// fails when the application gives up (its SYNs are dropped each time, nothing leaves).
+fn dns_guard(policy: &Policy, sets: &[Set]) -> Chain {
+    use Match::*;
+    let mut r = vec![
+        Rule::new([Oif(exact("lo"))], Action::Accept),
+        Rule::new([Oif(policy.tunnel().clone())], Action::Accept),
+    ];
+    for set in sets {
+        r.push(Rule::new(
+            [DaddrIn(set.name.clone(), set.family)],
+            Action::Accept,
+        ));
+    }
+    for p in [L4::Udp, L4::Tcp] {
+        if policy.debug() {
+            r.push(Rule::new(
+                [Dport(p, 53)],
+                Action::Log {
+                    prefix: LOG_PREFIX.into(),
+                    level: 7,
+                },
+            ));
+        }
+        r.push(Rule::new([Dport(p, 53)], Action::Drop));
+    }
+    Chain {
+        name: CHAIN_DNS_GUARD.into(),
+        hook: Hook::Postrouting,
+        kind: ChainKind::Filter,
+        priority: 0,
+        rules: r,
+    }
 }
 
 fn dns_rewrite(policy: &Policy) -> Vec<Rule> {

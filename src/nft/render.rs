@@ -142,6 +142,7 @@ fn match_text(m: &Match) -> String {
         Match::SkUid(uid) => format!("meta skuid {uid}"),
         Match::HopLimit(h) => format!("ip6 hoplimit {h}"),
         Match::Icmpv6Type(t) => format!("icmpv6 type {}", icmpv6_type_name(*t)),
+        Match::CtStatusDnat => "ct status dnat".into(),
     }
 }
 
@@ -170,6 +171,7 @@ fn action_text(a: &Action) -> String {
         Action::Return => "return".into(),
         Action::Reject => "reject".into(),
         Action::RejectTcpReset => "reject with tcp reset".into(),
+        Action::Drop => "drop".into(),
         Action::Log { prefix, level } => {
             format!("log prefix {} level {}", quote(prefix), level_name(*level))
         }

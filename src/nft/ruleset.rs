@@ -205,6 +205,9 @@ pub enum Match {
     HopLimit(u8),
     /// The ICMPv6 type (`icmpv6 type nd-neighbor-solicit`).
     Icmpv6Type(u8),
+    /// The packet's connection had its destination rewritten by NAT (`ct status dnat`): in
+    /// the output hook after a `dnat` rule, the packet is on its way to the new address.
+    CtStatusDnat,
 }
 
 /// ICMPv6 router solicitation.
@@ -225,6 +228,9 @@ pub enum Action {
     Reject,
     /// Reject a TCP packet with a TCP reset (the rule must match TCP).
     RejectTcpReset,
+    /// Discard the packet silently. Where `reject` is not allowed (the postrouting hook),
+    /// a locally generated packet dropped this way fails its `sendmsg` with `EPERM`.
+    Drop,
     /// Log with a prefix at a syslog level, and go on with the next rule.
     Log {
         /// The prefix.

@@ -17,9 +17,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nftnl::expr::{
-    Bitwise, Cmp, CmpOp, IcmpCode, Icmpv6HeaderField, Immediate, InterfaceName, Ipv4HeaderField,
-    Ipv6HeaderField, Lookup, Masquerade, Meta, Nat, NatType, NetworkHeaderField, Payload, Register,
-    RejectionType, TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackStatus, IcmpCode, Icmpv6HeaderField, Immediate,
+    InterfaceName, Ipv4HeaderField, Ipv6HeaderField, Lookup, Masquerade, Meta, Nat, NatType,
+    NetworkHeaderField, Payload, Register, RejectionType, TcpHeaderField, TransportHeaderField,
+    UdpHeaderField, Verdict,
 };
 use nftnl::set::{Set as NftSet, SetKey};
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
@@ -471,6 +472,12 @@ fn encode_rule(
                 rule.add_expr(&Meta::SkUid);
                 rule.add_expr(&Cmp::new(CmpOp::Eq, *uid));
             }
+            Match::CtStatusDnat => {
+                // As nft encodes `ct status dnat`: load, mask the bit, compare with zero.
+                rule.add_expr(&Conntrack::Status);
+                rule.add_expr(&Bitwise::new(ConntrackStatus::DST_NAT.bits(), 0u32));
+                rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+            }
         }
     }
     match action {
@@ -480,6 +487,7 @@ fn encode_rule(
             rule.add_expr(&Verdict::Reject(RejectionType::Icmp(IcmpCode::PortUnreach)))
         }
         Action::RejectTcpReset => rule.add_expr(&Verdict::Reject(RejectionType::TcpRst)),
+        Action::Drop => rule.add_expr(&Verdict::Drop),
         Action::Log { prefix, level } => rule.add_expr(&sys::Log {
             prefix: CString::new(prefix.as_str())?,
             level: *level,

@@ -26,6 +26,8 @@ struct Row {
     expect_pass: bool,
     passed: bool,
     detail: String,
+    /// With the kill switch, the probe must also have been answered by this resolver.
+    answered_by: Option<IpAddr>,
 }
 
 fn tcp(t: &Topology, to: SocketAddr, opts: &SendOpts) -> Result<(bool, String), String> {
@@ -58,53 +60,83 @@ fn probes(t: &Topology) -> Result<Vec<Row>, String> {
         ..opts.clone()
     };
     let mut rows = Vec::new();
-    let mut add = |probe: &str, expect_pass: bool, r: (bool, String)| {
-        rows.push(Row {
-            probe: probe.into(),
-            expect_pass,
-            passed: r.0,
-            detail: r.1,
-        });
-    };
-    add(
+    let mut row =
+        |probe: &str, expect_pass: bool, answered_by: Option<IpAddr>, r: (bool, String)| {
+            rows.push(Row {
+                probe: probe.into(),
+                expect_pass,
+                passed: r.0,
+                detail: r.1,
+                answered_by,
+            });
+        };
+    let vpn_dns = Some(IpAddr::V4(VPN_RESOLVER));
+    row(
         "tcp to the VPN gateway 198.51.100.1:443",
         true,
+        None,
         tcp(t, sa(GATEWAY_V4, 443), &opts)?,
     );
-    add(
+    row(
         "tcp to the LAN router 192.168.1.1:8080",
         true,
+        None,
         tcp(t, sa(ROUTER_LAN_V4, 8080), &opts)?,
     );
-    add(
+    row(
         "tcp to 203.0.113.10:443 (through the tunnel)",
         true,
+        None,
         tcp(t, sa(INTERNET_HOST_V4, 443), &opts)?,
     );
-    add(
+    row(
         "tcp to 203.0.113.10:443 bound to eth0 (SO_BINDTODEVICE)",
         false,
+        None,
         tcp(t, sa(INTERNET_HOST_V4, 443), &bound)?,
     );
-    add(
+    row(
         "tcp to [2001:db8:1::10]:443 over IPv6",
         false,
+        None,
         tcp(t, sa(INTERNET_HOST_V6, 443), &opts)?,
     );
-    add(
+    row(
         "DNS/udp to 198.51.100.53 (rewritten to the VPN resolver)",
         true,
+        vpn_dns,
         dns(t, sa(OTHER_RESOLVER_V4, 53), Transport::Udp, &opts)?,
+    );
+    // The resolver DHCP hands out, as systemd-resolved and NetworkManager forward to it.
+    row(
+        "DNS/udp to the LAN router 192.168.1.1 (rewritten, through the tunnel)",
+        true,
+        vpn_dns,
+        dns(t, sa(ROUTER_LAN_V4, 53), Transport::Udp, &opts)?,
+    );
+    row(
+        "DNS/tcp to the LAN router 192.168.1.1 (rewritten, through the tunnel)",
+        true,
+        vpn_dns,
+        dns(t, sa(ROUTER_LAN_V4, 53), Transport::Tcp, &opts)?,
     );
     t.tunnel_down().map_err(e)?;
-    add(
+    row(
         "DNS/udp to 198.51.100.53 with the tunnel down",
         false,
+        None,
         dns(t, sa(OTHER_RESOLVER_V4, 53), Transport::Udp, &opts)?,
     );
-    add(
+    row(
+        "DNS/udp to the LAN router 192.168.1.1 with the tunnel down",
+        false,
+        None,
+        dns(t, sa(ROUTER_LAN_V4, 53), Transport::Udp, &opts)?,
+    );
+    row(
         "tcp to 203.0.113.10:443 with the tunnel down",
         false,
+        None,
         tcp(t, sa(INTERNET_HOST_V4, 443), &opts)?,
     );
     t.tunnel_up().map_err(e)?;
@@ -118,13 +150,16 @@ fn print_rows(title: &str, rows: &[Row], firewall: bool) -> bool {
         let verdict = if r.passed { "let through" } else { "blocked" };
         let mark = if !firewall {
             " "
-        } else if r.passed == r.expect_pass {
+        } else if r.passed == r.expect_pass
+            && r.answered_by
+                .is_none_or(|by| r.detail == format!("answered by {by}"))
+        {
             "✓"
         } else {
             ok = false;
             "✗"
         };
-        println!("  {mark} {:<58} {:<12} ({})", r.probe, verdict, r.detail);
+        println!("  {mark} {:<70} {:<12} ({})", r.probe, verdict, r.detail);
     }
     ok
 }
@@ -144,9 +179,11 @@ pub fn run(bin: &std::path::Path) -> Result<(), String> {
         TcpListener::start(t.router(), sa(ROUTER_LAN_V4, 8080)).map_err(e)?,
     ];
     let vpn = t.vpn().map_err(e)?;
+    // Every resolver answers with its own address, so each row shows who answered.
     let _dns = [
         DnsResponder::start(vpn, IpAddr::V4(VPN_RESOLVER)).map_err(e)?,
         DnsResponder::start(t.internet(), IpAddr::V4(OTHER_RESOLVER_V4)).map_err(e)?,
+        DnsResponder::start(t.router(), IpAddr::V4(ROUTER_LAN_V4)).map_err(e)?,
     ];
     print_rows("Without the kill switch:", &probes(&t)?, false);
 
@@ -168,6 +205,14 @@ pub fn run(bin: &std::path::Path) -> Result<(), String> {
         "\n$ bitmask-root firewall isup\n{}{}",
         isup.stdout, isup.stderr
     );
+    // With the tunnel down the firewall is still up, and says why DNS fails meanwhile.
+    t.tunnel_down().map_err(e)?;
+    let isup = b.run(t.client(), &["firewall", "isup"]).map_err(e)?;
+    print!(
+        "$ bitmask-root firewall isup   (tunnel down)\n{}{}",
+        isup.stdout, isup.stderr
+    );
+    t.tunnel_up().map_err(e)?;
     let stop = b.stop(t.client()).map_err(e)?;
     print!("$ bitmask-root firewall stop\n{}", stop.stdout);
     drop(t);

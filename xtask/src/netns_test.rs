@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The cases of issue 3, by number: (short name, test function).
-const CASES: [(u32, &str); 14] = [
+/// The cases of issues 3 and 9, by number: (short name, test function).
+const CASES: [(u32, &str); 19] = [
     (1, "case01_internet_blocked_on_default_uplink"),
     (2, "case02_gateway_lan_and_multicast_allowed"),
     (3, "case03_dns_only_to_vpn_resolver_through_tunnel"),
@@ -27,6 +27,17 @@ const CASES: [(u32, &str); 14] = [
     (12, "case12_lan_off"),
     (13, "case13_compat_leaks_documented"),
     (14, "case14_no_process_started"),
+    (
+        15,
+        "case15_dns_to_the_lan_router_answered_through_the_tunnel",
+    ),
+    (
+        16,
+        "case16_desktop_stub_resolver_forwarding_to_the_lan_router",
+    ),
+    (17, "case17_resolver_routed_outside_the_tunnel"),
+    (18, "case18_second_uplink_dns"),
+    (19, "case19_dns_with_the_tunnel_down"),
 ];
 
 /// One case as reported by the tests.
