@@ -15,6 +15,7 @@
 //! ```
 
 pub mod discovery;
+pub mod forward;
 #[cfg(test)]
 mod golden_tests;
 pub mod plan;

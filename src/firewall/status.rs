@@ -226,8 +226,10 @@ mod tests {
                     reason.contains(r#"oifname "eth0" ip daddr 10.9.0.0/24 accept"#),
                     "{reason}"
                 );
+                // One LAN rule in the output chain and one in the forward chain.
+                assert!(reason.contains("and 1 more"), "{reason}");
                 assert!(
-                    reason.contains("1 running rule no longer applies"),
+                    reason.contains("2 running rules no longer apply"),
                     "{reason}"
                 );
             }

@@ -205,6 +205,12 @@ pub enum Match {
     HopLimit(u8),
     /// The ICMPv6 type (`icmpv6 type nd-neighbor-solicit`).
     Icmpv6Type(u8),
+    /// The destination is an address of this host (`fib daddr type local`): the routing
+    /// table's verdict on the destination address, whatever interface it belongs to.
+    DaddrLocal,
+    /// The packet travels in the reply direction of its connection (`ct direction reply`):
+    /// conntrack saw the other side send first. Untracked packets never match.
+    CtDirectionReply,
 }
 
 /// ICMPv6 router solicitation.
@@ -266,6 +272,11 @@ pub enum Hook {
     Output,
     /// All packets about to leave.
     Postrouting,
+    /// All packets that arrive, before routing (and before a destination rewrite there).
+    Prerouting,
+    /// Packets routed through this host (containers, VMs, shared connections), after
+    /// routing: the output interface is the one they really leave by.
+    Forward,
 }
 
 /// The type of a base chain.
