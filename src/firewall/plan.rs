@@ -446,6 +446,34 @@ mod tests {
     }
 
     #[test]
+    fn record_keeps_the_forward_switch() {
+        let gw: IpAddr = "198.51.100.7".parse().unwrap();
+        for forward in [true, false] {
+            let p = Policy::builder()
+                .gateway(gw)
+                .forward(forward)
+                .build()
+                .unwrap();
+            let text = record(&p);
+            assert!(text.ends_with(if forward {
+                "; forward on"
+            } else {
+                "; forward off"
+            }));
+            let back = parse_record(&text).unwrap().gateway(gw).build().unwrap();
+            assert_eq!(back, p);
+        }
+        // A table started before forwarding was covered: no field, and no forwarding rules.
+        let old = "bitmask-root firewall; profile default; lan private; resolver 10.42.0.1; tunnel tun*; debug off";
+        let back = parse_record(old).unwrap().gateway(gw).build().unwrap();
+        assert!(!back.forward());
+        let bad = format!("{old}; forward maybe");
+        assert!(parse_record(&bad).is_none());
+        let bad = format!("{old}; forwards on");
+        assert!(parse_record(&bad).is_none());
+    }
+
+    #[test]
     fn public_on_link_prefixes_are_not_trusted_by_default() {
         let mut net = seed_network();
         net.interfaces[1].prefixes.push(v4([203, 0, 113, 0], 24));

@@ -47,9 +47,10 @@ impl fmt::Display for Status {
                 if p.gateways().len() == 1 { "" } else { "s" },
                 p.resolver(),
                 p.lan(),
-                match p.profile() {
-                    crate::policy::Profile::Default => "",
-                    crate::policy::Profile::Compat => ", LEAKY --compat profile",
+                match (p.profile(), p.forward()) {
+                    (crate::policy::Profile::Compat, _) => ", LEAKY --compat profile",
+                    (_, true) => "",
+                    (_, false) => ", forwarded traffic NOT filtered (--forward off)",
                 }
             ),
             Status::Down => write!(f, "firewall is down (no table inet {})", plan::TABLE),
@@ -244,6 +245,21 @@ mod tests {
             judge(&flushed, &home).unwrap(),
             Status::Tampered { .. }
         ));
+
+        let mut no_forward = kernel.clone();
+        if let Some(chain) = no_forward
+            .snapshot
+            .chains
+            .get_mut(crate::firewall::forward::CHAIN_FORWARD)
+        {
+            chain.1.clear();
+        }
+        match judge(&no_forward, &home).unwrap() {
+            Status::Tampered { reason } => {
+                assert!(reason.contains("chain forward holds 0 rules"), "{reason}")
+            }
+            other => panic!("expected tampered, got {other}"),
+        }
 
         let mut foreign = kernel.clone();
         foreign.comment = Some("somebody else's table".into());
