@@ -549,7 +549,7 @@ fn case19_forwarding_coexistence_isup_and_opt_outs() {
     let mut case = Case::begin(
         19,
         "forwarding: Docker's tables, isup, --forward off, --compat",
-        "Docker's and libvirt's iptables-nft tables byte-identical after start, a replacing start and stop; isup says tampered when the forward or nat_prerouting chain is changed and stale when a new bridge appears; --forward off and --compat leave forwarded traffic unfiltered (documented leaks)",
+        "Docker's and libvirt's iptables-nft tables byte-identical after start, a replacing start and stop; isup says tampered when the forward or nat_prerouting chain is changed, stale when a new bridge appears, and stays up when a container starts on an existing bridge; --forward off and --compat leave forwarded traffic unfiltered (documented leaks)",
     );
     let b = bin();
     let lab = Lab::build(true);
@@ -640,7 +640,7 @@ fn case19_forwarding_coexistence_isup_and_opt_outs() {
     );
     start(&b, c, &[], &gw());
     isup(&mut case, "restarted", true);
-    let _br =
+    let bridge =
         Bridge::create(c, "br-5f3a", (Ipv4Addr::new(172, 18, 0, 1), 16), None).expect("new bridge");
     let said = isup(
         &mut case,
@@ -654,6 +654,12 @@ fn case19_forwarding_coexistence_isup_and_opt_outs() {
     );
     start(&b, c, &[], &gw());
     isup(&mut case, "restarted", true);
+    // A container starting on an existing bridge (its veth gets an IPv6 link-local address
+    // of its own) changes nothing the firewall depends on.
+    let _ctr2 = bridge
+        .attach(c, "ctr2", "veth9f8e7d", Ipv4Addr::new(172, 18, 0, 2), None)
+        .expect("second container");
+    isup(&mut case, "a container started on br-5f3a", true);
     let dry = b
         .run(
             c,

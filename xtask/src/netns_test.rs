@@ -1,5 +1,5 @@
-//! `cargo xtask netns-test`: runs the leak matrix (`netns-tests/tests/leak_matrix.rs`)
-//! against a built `bitmask-root`, prints one line per case and a summary line, and writes
+//! `cargo xtask netns-test`: runs the leak matrix (`netns-tests/tests/leak_matrix.rs` and
+//! its forwarding classes, `netns-tests/tests/forward.rs`) against a built `bitmask-root`, prints one line per case and a summary line, and writes
 //! the markdown report `docs/leak-matrix.md`.
 //!
 //! The tests append one JSON object per case to the file named by `LEAK_REPORT_JSONL`
@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The cases of issue 3, by number: (short name, test function).
-const CASES: [(u32, &str); 14] = [
+/// The test files that hold leak-matrix cases.
+pub const MATRIX_FILES: [&str; 2] = ["leak_matrix", "forward"];
+
+/// The cases of issue 3 (1-14) and issue 10 (15-19), by number: (number, test function).
+const CASES: [(u32, &str); 19] = [
     (1, "case01_internet_blocked_on_default_uplink"),
     (2, "case02_gateway_lan_and_multicast_allowed"),
     (3, "case03_dns_only_to_vpn_resolver_through_tunnel"),
@@ -27,6 +30,11 @@ const CASES: [(u32, &str); 14] = [
     (12, "case12_lan_off"),
     (13, "case13_compat_leaks_documented"),
     (14, "case14_no_process_started"),
+    (15, "case15_forwarded_traffic_blocked_outside_the_tunnel"),
+    (16, "case16_forwarded_dns"),
+    (17, "case17_forwarded_lan_port_forward_and_bridges"),
+    (18, "case18_forwarded_flood_during_start_replace_stop"),
+    (19, "case19_forwarding_coexistence_isup_and_opt_outs"),
 ];
 
 /// One case as reported by the tests.
@@ -71,7 +79,8 @@ pub fn run(bin: &Path) -> Result<(), String> {
     let started = Instant::now();
     let status = Command::new(&cargo)
         .current_dir(&root)
-        .args(["test", "-p", "netns-tests", "--test", "leak_matrix"])
+        .args(["test", "-p", "netns-tests"])
+        .args(MATRIX_FILES.iter().flat_map(|f| ["--test", f]))
         .args(["--", "--test-threads=2"])
         .env("BITMASK_ROOT_BIN", &snap)
         .env("LEAK_REPORT_JSONL", &jsonl)
@@ -141,7 +150,9 @@ fn markdown(cases: &BTreeMap<u32, CaseResult>, passed: usize, failed: usize, sec
          throw-away network namespace and sends real packets; arrivals are counted where they \
          land (listeners and wire taps in the receiving namespaces). Harness and guide: \
          [`netns-tests/`](../netns-tests/README.md); tests: \
-         [`netns-tests/tests/leak_matrix.rs`](../netns-tests/tests/leak_matrix.rs).\n"
+         [`netns-tests/tests/leak_matrix.rs`](../netns-tests/tests/leak_matrix.rs), \
+         [`netns-tests/tests/forward.rs`](../netns-tests/tests/forward.rs) (forwarded traffic: \
+         containers and VMs).\n"
     );
     let _ = writeln!(m, "**{passed} passed, {failed} failed** (in {secs} s).\n");
     let _ = writeln!(m, "| # | case | expectation | result | packets seen |");
