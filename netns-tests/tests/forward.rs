@@ -86,6 +86,7 @@ struct Lab {
     // Field order is drop order: the guests go first.
     ctr: Guest,
     vm: Guest,
+    docker0: Bridge,
     t: Topology,
 }
 
@@ -124,7 +125,12 @@ impl Lab {
         if rules {
             iptables_restore(c, DOCKER_AND_LIBVIRT_RULES);
         }
-        Lab { ctr, vm, t }
+        Lab {
+            ctr,
+            vm,
+            docker0,
+            t,
+        }
     }
 
     fn client(&self) -> &Netns {
@@ -397,7 +403,7 @@ fn case17_forwarded_lan_port_forward_and_bridges() {
     let mut case = Case::begin(
         17,
         "forwarded: LAN, a published port, two bridges, --lan off",
-        "container to the LAN router and to a VM on a second bridge, VM to the container and to the LAN, the LAN router to a port Docker publishes into the container: all work (--lan private); with --lan off all are blocked while the container's tcp through the tunnel still connects",
+        "container to the LAN router, to a container on the same bridge and to a VM on a second bridge, VM to the container and to the LAN, the LAN router to a port Docker publishes into the container: all work (--lan private); with --lan off all are blocked (same bridge: when br_netfilter hands bridged packets to the IP hooks) while the container's tcp through the tunnel still connects",
     );
     let b = bin();
     let lab = Lab::build(true);
@@ -411,6 +417,27 @@ fn case17_forwarded_lan_port_forward_and_bridges() {
     let service = &ctr_host.tcp;
     let internet = Host::start(t.internet(), INTERNET_HOST_V4);
     let published = sa(CLIENT_LAN_V4, PUBLISHED_PORT);
+    // A second container on the same bridge: with br_netfilter (Docker loads it) bridged
+    // traffic passes the forward hook too.
+    let bridged = lab
+        .client()
+        .exec_ok("sysctl", &["-n", "net.bridge.bridge-nf-call-iptables"])
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    case.seen(format!(
+        "bridged IPv4 passes the IP hooks (br_netfilter): {bridged}"
+    ));
+    let ctr2 = lab
+        .docker0
+        .attach(
+            lab.client(),
+            "ctr2",
+            "veth3c4d5e",
+            Ipv4Addr::new(172, 17, 0, 3),
+            None,
+        )
+        .expect("second container");
+    let ctr2_host = Host::start(ctr2.ns(), Ipv4Addr::new(172, 17, 0, 3));
 
     for (flags, open) in [(&[][..], true), (&["--lan", "off"][..], false)] {
         start(&b, lab.client(), flags, &gw());
@@ -423,6 +450,14 @@ fn case17_forwarded_lan_port_forward_and_bridges() {
         ] {
             probe(from, to, None, &o, open).check(&mut case, &format!("{mode}: {label}"), open);
         }
+        // Between two ports of one bridge: routed by no one, so only br_netfilter brings
+        // it to the forward hook, where --lan decides.
+        let same_bridge = open || !bridged;
+        probe(ctr, &ctr2_host, None, &o, same_bridge).check(
+            &mut case,
+            &format!("{mode}: container to a container on the same bridge"),
+            same_bridge,
+        );
         service.clear();
         let out = tcp_connect(t.router(), published, b"port-forward", &o).expect("connect");
         let n = if open {
