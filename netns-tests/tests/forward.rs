@@ -584,7 +584,7 @@ fn case19_forwarding_coexistence_isup_and_opt_outs() {
     let mut case = Case::begin(
         19,
         "forwarding: Docker's tables, isup, --forward off, --compat",
-        "Docker's and libvirt's iptables-nft tables byte-identical after start, a replacing start and stop; isup says tampered when the forward or nat_prerouting chain is changed, stale when a new bridge appears, and stays up when a container starts on an existing bridge; --forward off and --compat leave forwarded traffic unfiltered (documented leaks)",
+        "Docker's and libvirt's iptables-nft tables byte-identical after start, a replacing start and stop; isup says tampered when the forward or nat_prerouting chain is changed, stale when a new bridge appears, and stays up when a container starts on an existing bridge; ip_forward left as it was; --forward off and --compat leave forwarded traffic unfiltered (documented leaks)",
     );
     let b = bin();
     let lab = Lab::build(true);
@@ -709,6 +709,33 @@ fn case19_forwarding_coexistence_isup_and_opt_outs() {
             && listing.contains("chain forward")
             && listing.contains("chain nat_prerouting"),
         "--dry-run prints the forwarding chains exactly as nft lists them",
+    );
+
+    // The default profile never changes forwarding, whichever way it is set.
+    let forwarding = || {
+        ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"].map(|k| {
+            c.exec_ok("sysctl", &["-n", k])
+                .expect("sysctl")
+                .trim()
+                .to_string()
+        })
+    };
+    c.sysctl(&[
+        ("net.ipv4.ip_forward", "0"),
+        ("net.ipv6.conf.all.forwarding", "0"),
+    ])
+    .expect("sysctl");
+    start(&b, c, &[], &gw());
+    let off = forwarding();
+    enable_forwarding(c).expect("forwarding");
+    start(&b, c, &[], &gw());
+    let on = forwarding();
+    case.seen(format!(
+        "forwarding after start: set off {off:?}, set on {on:?}"
+    ));
+    case.check(
+        off == ["0", "0"] && on == ["1", "1"],
+        "the default profile leaves ip_forward and IPv6 forwarding as they were",
     );
 
     for flags in [&["--forward", "off"][..], &["--compat"][..]] {
