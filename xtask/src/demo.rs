@@ -123,13 +123,13 @@ fn probes(t: &Topology, ctr: &Guest) -> Result<Vec<Row>, String> {
         dns(t, sa(OTHER_RESOLVER_V4, 53), Transport::Udp, &opts)?,
     );
     add(
-        "container 172.17.0.2: tcp to 203.0.113.10:443 (tunnel)",
+        "container: tcp to 203.0.113.10:443 (through the tunnel)",
         true,
         tcp(ctr.ns(), sa(INTERNET_HOST_V4, 443), &opts)?,
     );
     t.tunnel_down().map_err(e)?;
     add(
-        "container 172.17.0.2: tcp to 203.0.113.10:443, tunnel down",
+        "container: tcp to 203.0.113.10:443 with the tunnel down",
         false,
         tcp(ctr.ns(), sa(INTERNET_HOST_V4, 443), &opts)?,
     );
