@@ -8,7 +8,8 @@ pub const BUILD: &[&str] = &["pkg-config", "libnftnl-dev", "libmnl-dev"];
 
 /// What the namespace tests need besides the build: iproute2 (`ip netns`), nftables (`nft`
 /// to compare listings), strace (no process is started), util-linux (`setpriv`), openvpn and
-/// openssl (the end-to-end tunnel), iptables (the foreign-table coexistence test).
+/// openssl (the end-to-end tunnel), iptables (`iptables-nft`: the foreign-table coexistence
+/// test, and Docker's and libvirt's rules in the forwarding tests).
 pub const TEST: &[&str] = &[
     "iproute2",
     "nftables",
