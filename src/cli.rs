@@ -32,7 +32,8 @@ USAGE:
 FIREWALL:
     start GATEWAY...   Block everything that leaves outside the tunnel (tun* by default)
                        except traffic to the VPN gateways (IPv4 or IPv6 addresses), the local
-                       network, DHCP, IPv6 neighbour discovery, SSDP and mDNS. Rewrite all
+                       network, DHCP, IPv6 neighbour discovery, SSDP and mDNS; the same for
+                       traffic forwarded for containers and VMs (see --forward). Rewrite all
                        IPv4 DNS (udp and tcp port 53) to the VPN's resolver, and let DNS leave
                        only through the tunnel. On a running firewall, replace it atomically.
                        'restart' is accepted and ignored, for compatibility. At most 16384
@@ -69,10 +70,17 @@ OPTIONS (before the command):
                        on-link: every on-link prefix, as the original did;
                        off: no local network (DHCP and neighbour discovery still work).
     --tunnel PATTERN   The tunnel interface: a name (tun0, wg0) or a prefix with * (tun*).
+    --forward on|off   on (the default): traffic this host forwards (containers, VMs, a
+                       shared connection) is judged like its own: out through the tunnel,
+                       to the local network per --lan, nothing else; its DNS is rewritten
+                       to the VPN's resolver. off: forwarded traffic is not filtered, for
+                       hosts that route a LAN on purpose. RISK: with off, everything a
+                       container, VM or hotspot client sends leaves in clear whenever the
+                       tunnel is down. Neither value changes ip_forward.
     --debug, --test    Log each packet before it is rejected (prefix \"iptables denied: \").
     --compat           The original's rules, as nftables expresses them. LEAKY (bound to the
                        default device at start, IPv6 rejects only tcp and udp, DNS may leave in
-                       clear): for comparison only.
+                       clear, forwarded traffic not filtered): for comparison only.
     --dry-run          Print what would be applied, in nft syntax, and change nothing. Needs
                        no root.
     -h, --help         This help.   --version   The version.
@@ -89,6 +97,7 @@ EXIT CODES:
 EXAMPLES:
     sudo bitmask-root firewall start 198.51.100.7 2001:db8::7
     bitmask-root --dry-run --lan off firewall start 198.51.100.7
+    sudo bitmask-root --forward off firewall start 198.51.100.7   # see the risk above
     sudo bitmask-root firewall isup || echo \"not protected\"
     sudo bitmask-root fw-email start \"$(id -u)\"
 ";
@@ -150,6 +159,7 @@ struct Globals {
     compat: bool,
     dry_run: bool,
     tunnel: Option<IfPattern>,
+    forward: Option<bool>,
 }
 
 /// Parses argv (without the program name). `env` reads an environment variable.
@@ -210,11 +220,20 @@ pub fn parse(
             "--debug" | "--test" => g.debug = true,
             "--lan" => g.lan = Some(value("--lan")?.parse()?),
             "--tunnel" => g.tunnel = Some(value("--tunnel")?.parse()?),
+            "--forward" => {
+                g.forward = Some(match value("--forward")?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        return Err(usage(format!("invalid --forward {other:?}: use on or off")))
+                    }
+                })
+            }
             "--compat" => g.compat = true,
             "--dry-run" => g.dry_run = true,
             other => return Err(usage(format!("unknown option {other:?}"))),
         }
-        if inline.is_some() && !matches!(flag, "--resolver" | "--lan" | "--tunnel") {
+        if inline.is_some() && !matches!(flag, "--resolver" | "--lan" | "--tunnel" | "--forward") {
             return Err(usage(format!("option {flag} takes no value")));
         }
         i += 1;
@@ -334,6 +353,13 @@ fn firewall_policy(
     if let Some(t) = &g.tunnel {
         b = b.tunnel(t.clone());
     }
+    match g.forward {
+        Some(true) if g.compat => return Err(usage(
+            "--compat has no forwarding rules (as the original); drop --forward on, or --compat",
+        )),
+        Some(on) => b = b.forward(on),
+        None => {}
+    }
     Ok(b.build()?)
 }
 
@@ -415,7 +441,7 @@ pub fn run(inv: Invocation) -> Outcome {
             need_root()?;
             rt.block_on(firewall::start(&policy)).map_err(fail)?;
             println!(
-                "bitmask-root: firewall started ({} gateway{}, DNS to {}, LAN {})",
+                "bitmask-root: firewall started ({} gateway{}, DNS to {}, LAN {}{})",
                 policy.gateways().len(),
                 if policy.gateways().len() == 1 {
                     ""
@@ -423,7 +449,12 @@ pub fn run(inv: Invocation) -> Outcome {
                     "s"
                 },
                 policy.resolver(),
-                policy.lan()
+                policy.lan(),
+                if policy.forward() {
+                    ", forwarded traffic covered"
+                } else {
+                    ", forwarded traffic NOT filtered"
+                }
             );
             Ok(0)
         }
@@ -615,6 +646,29 @@ mod tests {
         assert_eq!(p.tunnel().to_string(), "wg0");
         assert_eq!(p.profile(), Profile::Compat);
         assert!(p.debug());
+    }
+
+    #[test]
+    fn forward_switch() {
+        assert!(policy_of(parse_ok("firewall start 198.51.100.7")).forward());
+        assert!(policy_of(parse_ok("--forward on firewall start 198.51.100.7")).forward());
+        assert!(!policy_of(parse_ok("--forward off firewall start 198.51.100.7")).forward());
+        assert!(!policy_of(parse_ok("--forward=off firewall start 198.51.100.7")).forward());
+        assert!(
+            !policy_of(parse_ok("--compat firewall start 198.51.100.7")).forward(),
+            "--compat has no forwarding rules"
+        );
+        for bad in [
+            "--forward firewall start 198.51.100.7",
+            "--forward yes firewall start 198.51.100.7",
+            "--forward",
+            "--compat --forward on firewall start 198.51.100.7",
+            "firewall start 198.51.100.7 --forward off",
+        ] {
+            let r = parse(&argv(bad), &no_env);
+            assert!(r.is_err(), "{bad:?} must be refused, got {r:?}");
+        }
+        assert!(HELP.contains("--forward on|off") && HELP.contains("RISK"));
     }
 
     #[test]

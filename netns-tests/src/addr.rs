@@ -42,6 +42,19 @@ pub const VPN_RESOLVER: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 1);
 /// The VPN resolver used with `--tcp`.
 pub const VPN_RESOLVER_TCP: Ipv4Addr = Ipv4Addr::new(10, 41, 0, 1);
 
+/// Docker's default bridge in the client (`docker0`), /16.
+pub const DOCKER_BRIDGE_V4: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
+/// A container behind `docker0`.
+pub const CONTAINER_V4: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+/// Docker's bridge's ULA (when IPv6 is enabled for it), /64.
+pub const DOCKER_BRIDGE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 1);
+/// The container's ULA, /64.
+pub const CONTAINER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 2);
+/// A libvirt "routed" network's bridge in the client (`virbr1`), /24, no masquerade.
+pub const VM_BRIDGE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 1);
+/// A VM on the routed network.
+pub const VM_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 2);
+
 /// The `n`-th IPv4 gateway address, `198.51.100.n` (`n` in 1..=49, kept clear of
 /// [`OTHER_RESOLVER_V4`]).
 pub fn gateway_v4(n: u8) -> Ipv4Addr {

@@ -8,6 +8,8 @@
 //!
 //! * [`Topology`] builds client, LAN router, "internet", optional VPN side behind a
 //!   simulated `tun0`, and an optional second uplink; dropping it removes them all.
+//! * [`container`] puts containers and VMs behind a bridge in a namespace (usually the
+//!   client), as Docker, podman and libvirt do.
 //! * [`Netns`] is one namespace: run commands in it ([`Netns::exec`]), run closures on a
 //!   thread inside it ([`Netns::run`], [`Netns::spawn`]).
 //! * [`probe`] has listeners that count arrivals where they land ([`probe::udp::UdpListener`],
@@ -26,6 +28,7 @@
 pub mod addr;
 pub mod bitmask;
 pub mod cmd;
+pub mod container;
 pub mod dnsmasq;
 pub mod error;
 pub mod names;

@@ -33,6 +33,7 @@ fn the_kernel_lists_exactly_the_plan() {
         &["--lan", "off", "--debug"][..],
         &["--compat", "--tcp"][..],
         &["--lan", "on-link", "--tunnel", "wg0"][..],
+        &["--forward", "off"][..],
     ] {
         let gws = [IpAddr::V4(GATEWAY_V4), IpAddr::V6(GATEWAY_V6)];
         b.start(t.client(), flags, &gws).expect("start");

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::RouteMessageBuilder;
 
@@ -34,7 +34,8 @@ pub struct Interface {
     pub name: String,
     /// Kernel index.
     pub index: u32,
-    /// On-link prefixes, sorted, without duplicates, in the order IPv4 first.
+    /// On-link prefixes, sorted, without duplicates, in the order IPv4 first. Empty for a
+    /// port of a bridge: packets are routed through the bridge, never through its ports.
     pub prefixes: Vec<Prefix>,
 }
 
@@ -86,6 +87,12 @@ pub async fn discover() -> Result<Network, DiscoveryError> {
 
 async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryError> {
     let mut interfaces = Vec::new();
+    // (port, bridge) pairs and the bridges' indices: a bridge port's own addresses (the
+    // IPv6 link-local address of every container's veth or VM's tap) are never used to
+    // route, the bridge's are, so ports get no prefixes (and no rules that go stale each
+    // time a container starts or stops).
+    let mut controllers: Vec<(u32, u32)> = Vec::new();
+    let mut bridges: Vec<u32> = Vec::new();
     let mut links = handle.link().get().execute();
     while let Some(link) = links
         .try_next()
@@ -99,6 +106,17 @@ async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryE
             LinkAttribute::IfName(n) => Some(n.clone()),
             _ => None,
         });
+        for a in &link.attributes {
+            match a {
+                LinkAttribute::Controller(c) => controllers.push((link.header.index, *c)),
+                LinkAttribute::LinkInfo(info)
+                    if info.contains(&LinkInfo::Kind(InfoKind::Bridge)) =>
+                {
+                    bridges.push(link.header.index)
+                }
+                _ => {}
+            }
+        }
         if let Some(name) = name {
             interfaces.push(Interface {
                 name,
@@ -107,6 +125,11 @@ async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryE
             });
         }
     }
+    let bridge_ports: Vec<u32> = controllers
+        .iter()
+        .filter(|(_, c)| bridges.contains(c))
+        .map(|(port, _)| *port)
+        .collect();
     let mut addrs = handle.address().get().execute();
     while let Some(msg) = addrs
         .try_next()
@@ -127,6 +150,9 @@ async fn discover_with(handle: &rtnetlink::Handle) -> Result<Network, DiscoveryE
                 _ => None,
             })
         });
+        if bridge_ports.contains(&msg.header.index) {
+            continue;
+        }
         if let (Some(addr), Some(iface)) = (
             addr,
             interfaces.iter_mut().find(|i| i.index == msg.header.index),

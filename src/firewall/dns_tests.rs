@@ -42,6 +42,9 @@ fn matches(rs: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::Dport(l4, port) => *l4 == p.l4 && *port == p.dport,
         Match::HopLimit(_) | Match::Icmpv6Type(_) => false,
         Match::CtStatusDnat => p.dnat,
+        // Only in the forwarding chains, which these locally generated packets never reach.
+        Match::DaddrLocal => p.daddr.is_loopback(),
+        Match::CtDirectionReply => false,
     }
 }
 

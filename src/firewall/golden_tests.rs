@@ -99,6 +99,40 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		ip daddr 10.42.0.1 udp dport 53 masquerade
 		ip daddr 10.42.0.1 tcp dport 53 masquerade
 	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		oifname "tun*" accept
+		iifname "tun*" ct direction reply accept
+		ip daddr @gateways4 reject
+		udp dport 53 reject
+		tcp dport 53 reject
+		udp sport 68 udp dport 67 accept
+		ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept
+		ip6 hoplimit 255 icmpv6 type nd-router-solicit accept
+		ip6 hoplimit 255 icmpv6 type nd-neighbor-solicit accept
+		ip6 hoplimit 255 icmpv6 type nd-neighbor-advert accept
+		ip6 daddr fe80::/10 meta l4proto ipv6-icmp accept
+		ip6 daddr ff02::/16 meta l4proto ipv6-icmp accept
+		oifname "eth0" ip daddr 192.168.1.0/24 accept
+		oifname "eth0" ip6 daddr fe80::/64 accept
+		ip daddr 239.255.255.250 udp dport 1900 accept
+		ip daddr 224.0.0.251 udp dport 5353 accept
+		ip6 daddr ff05::c udp dport 1900 accept
+		ip6 daddr ff02::fb udp dport 5353 accept
+		meta l4proto tcp reject with tcp reset
+		reject
+	}
+
+	chain nat_prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "lo" return
+		iifname "tun*" return
+		fib daddr type local return
+		ip daddr @gateways4 return
+		meta nfproto ipv4 udp dport 53 dnat ip to 10.42.0.1:53
+		meta nfproto ipv4 tcp dport 53 dnat ip to 10.42.0.1:53
+	}
 }
 "#;
 
@@ -162,6 +196,10 @@ fn compat_plan_holds_each_rule_of_the_seed_listing() {
             "the --compat plan lacks the seed's rule `{rule}`:\n{text}"
         );
     }
+    assert!(
+        !text.contains("hook forward") && !text.contains("hook prerouting"),
+        "--compat has no forwarding rules, as the original:\n{text}"
+    );
     let reject = text
         .lines()
         .position(|l| l.trim() == r#"oifname "eth0" meta nfproto ipv4 reject"#);

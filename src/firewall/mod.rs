@@ -17,6 +17,7 @@
 pub mod discovery;
 #[cfg(test)]
 mod dns_tests;
+pub mod forward;
 #[cfg(test)]
 mod golden_tests;
 pub mod plan;

@@ -78,40 +78,47 @@ fn discovery_multicast(ipv6: bool) -> Vec<(Prefix, u16)> {
 /// The text stored in the table comment: every policy field but the gateways (which live in
 /// the sets). [`crate::status`] parses it back with [`parse_record`].
 pub fn record(policy: &Policy) -> String {
+    let on_off = |b: bool| if b { "on" } else { "off" };
     format!(
-        "{RECORD_TAG}; profile {}; lan {}; resolver {}; tunnel {}; debug {}",
+        "{RECORD_TAG}; profile {}; lan {}; resolver {}; tunnel {}; debug {}; forward {}",
         policy.profile().as_str(),
         policy.lan(),
         policy.resolver(),
         policy.tunnel(),
-        if policy.debug() { "on" } else { "off" }
+        on_off(policy.debug()),
+        on_off(policy.forward()),
     )
 }
 
 /// Parses a record written by [`record`] back into a policy builder (gateways still to add).
 /// Returns `None` for anything else, including a record whose fingerprint part was removed.
 pub fn parse_record(text: &str) -> Option<crate::policy::PolicyBuilder> {
-    let mut parts = text.split("; ");
+    let mut parts = text.split("; ").peekable();
     if parts.next()? != RECORD_TAG {
         return None;
     }
-    let mut b = Policy::builder();
-    let mut field = |key: &str| -> Option<String> {
-        let p = parts.next()?;
-        p.strip_prefix(key)?.strip_prefix(' ').map(str::to_string)
+    fn field<'a>(parts: &mut impl Iterator<Item = &'a str>, key: &str) -> Option<&'a str> {
+        parts.next()?.strip_prefix(key)?.strip_prefix(' ')
+    }
+    let on_off = |v: &str| match v {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
     };
-    b = b.profile(match field("profile")?.as_str() {
+    let mut b = Policy::builder();
+    b = b.profile(match field(&mut parts, "profile")? {
         "default" => Profile::Default,
         "compat" => Profile::Compat,
         _ => return None,
     });
-    b = b.lan(field("lan")?.parse().ok()?);
-    b = b.resolver(field("resolver")?.parse().ok()?);
-    b = b.tunnel(field("tunnel")?.parse().ok()?);
-    b = b.debug(match field("debug")?.as_str() {
-        "on" => true,
-        "off" => false,
-        _ => return None,
+    b = b.lan(field(&mut parts, "lan")?.parse().ok()?);
+    b = b.resolver(field(&mut parts, "resolver")?.parse().ok()?);
+    b = b.tunnel(field(&mut parts, "tunnel")?.parse().ok()?);
+    b = b.debug(on_off(field(&mut parts, "debug")?)?);
+    // Tables started before forwarding was covered have no such field, and no such rules.
+    b = b.forward(match parts.peek() {
+        None => false,
+        Some(_) => on_off(field(&mut parts, "forward")?)?,
     });
     Some(b)
 }
@@ -155,6 +162,7 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             )
         })
         .to_vec();
+    let forwarding = crate::firewall::forward::chains(policy, net, &sets);
     let mut rs = Ruleset {
         table: TABLE.into(),
         record: record(policy),
@@ -188,6 +196,7 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
         // Listed right after the filter output chain it completes.
         rs.chains.insert(1, guard);
     }
+    rs.chains.extend(forwarding);
     Ok(rs)
 }
 
@@ -231,6 +240,17 @@ fn default_output(policy: &Policy, net: &Network, sets: &[Set]) -> Vec<Rule> {
         r.push(Rule::new([DaddrIn(set.name.clone(), set.family)], Accept));
     }
     r.extend(dns_output(policy));
+    r.extend(local_then_reject(policy, net));
+    r
+}
+
+/// The end of a filter chain that judges by the output interface (output, and forward): the
+/// link's own protocols (DHCP, IPv6 neighbour discovery), the local network per `--lan`,
+/// SSDP and mDNS, then reject everything else.
+pub(crate) fn local_then_reject(policy: &Policy, net: &Network) -> Vec<Rule> {
+    use Action::*;
+    use Match::*;
+    let mut r = Vec::new();
     // DHCP keeps the lease alive in every LAN mode.
     r.push(Rule::new([Sport(L4::Udp, 68), Dport(L4::Udp, 67)], Accept));
     if net.ipv6 {
@@ -346,7 +366,7 @@ fn dns_guard(policy: &Policy, sets: &[Set]) -> Chain {
     }
 }
 
-fn dns_rewrite(policy: &Policy) -> Vec<Rule> {
+pub(crate) fn dns_rewrite(policy: &Policy) -> Vec<Rule> {
     [L4::Udp, L4::Tcp]
         .map(|p| {
             Rule::new(
@@ -495,6 +515,34 @@ mod tests {
         assert_eq!(back, p);
         assert!(parse_record("bitmask-root firewall; profile default").is_none());
         assert!(parse_record("something else").is_none());
+    }
+
+    #[test]
+    fn record_keeps_the_forward_switch() {
+        let gw: IpAddr = "198.51.100.7".parse().unwrap();
+        for forward in [true, false] {
+            let p = Policy::builder()
+                .gateway(gw)
+                .forward(forward)
+                .build()
+                .unwrap();
+            let text = record(&p);
+            assert!(text.ends_with(if forward {
+                "; forward on"
+            } else {
+                "; forward off"
+            }));
+            let back = parse_record(&text).unwrap().gateway(gw).build().unwrap();
+            assert_eq!(back, p);
+        }
+        // A table started before forwarding was covered: no field, and no forwarding rules.
+        let old = "bitmask-root firewall; profile default; lan private; resolver 10.42.0.1; tunnel tun*; debug off";
+        let back = parse_record(old).unwrap().gateway(gw).build().unwrap();
+        assert!(!back.forward());
+        let bad = format!("{old}; forward maybe");
+        assert!(parse_record(&bad).is_none());
+        let bad = format!("{old}; forwards on");
+        assert!(parse_record(&bad).is_none());
     }
 
     #[test]

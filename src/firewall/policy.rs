@@ -164,11 +164,12 @@ pub struct Policy {
     debug: bool,
     tunnel: IfPattern,
     profile: Profile,
+    forward: bool,
 }
 
 impl Policy {
     /// Starts a builder with the defaults: resolver 10.42.0.1, LAN `private`, no debug log,
-    /// tunnel `tun*`, the default profile, and no gateway yet.
+    /// tunnel `tun*`, the default profile, forwarded traffic covered, and no gateway yet.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder::default()
     }
@@ -196,6 +197,12 @@ impl Policy {
     pub fn profile(&self) -> Profile {
         self.profile
     }
+    /// Whether the kill switch covers forwarded traffic (containers, VMs, a shared
+    /// connection): true by default; always false with [`Profile::Compat`], which has no
+    /// forwarding rules, as the original.
+    pub fn forward(&self) -> bool {
+        self.forward
+    }
 }
 
 /// Builds a [`Policy`]; see [`Policy::builder`].
@@ -219,6 +226,7 @@ pub struct PolicyBuilder {
     debug: bool,
     tunnel: IfPattern,
     profile: Profile,
+    forward: bool,
 }
 
 impl Default for PolicyBuilder {
@@ -231,6 +239,7 @@ impl Default for PolicyBuilder {
             debug: false,
             tunnel: IfPattern::from_parts("tun", true),
             profile: Profile::default(),
+            forward: true,
         }
     }
 }
@@ -274,6 +283,16 @@ impl PolicyBuilder {
         self.profile = profile;
         self
     }
+    /// Whether forwarded traffic is covered too (the default: `true`). Packets this host
+    /// routes for containers, VMs or a shared connection are then judged like its own: out
+    /// through the tunnel, to the local network per [`LanMode`], and nothing else; their
+    /// DNS is rewritten to the resolver. `false` leaves forwarded traffic unfiltered: with
+    /// the tunnel down, everything a container, VM or hotspot client sends leaves in clear.
+    /// Ignored by [`Profile::Compat`] (no forwarding rules, as the original).
+    pub fn forward(mut self, forward: bool) -> Self {
+        self.forward = forward;
+        self
+    }
     /// Checks the policy: at least one gateway, at most [`MAX_GATEWAYS`], no unusable address.
     pub fn build(self) -> Result<Policy, PolicyError> {
         if self.gateways.is_empty() {
@@ -292,6 +311,7 @@ impl PolicyBuilder {
             debug: self.debug,
             tunnel: self.tunnel,
             profile: self.profile,
+            forward: self.forward && self.profile == Profile::Default,
         })
     }
 }

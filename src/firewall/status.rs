@@ -48,9 +48,10 @@ impl fmt::Display for Status {
                 if p.gateways().len() == 1 { "" } else { "s" },
                 p.resolver(),
                 p.lan(),
-                match p.profile() {
-                    crate::policy::Profile::Default => "",
-                    crate::policy::Profile::Compat => ", LEAKY --compat profile",
+                match (p.profile(), p.forward()) {
+                    (crate::policy::Profile::Compat, _) => ", LEAKY --compat profile",
+                    (_, true) => "",
+                    (_, false) => ", forwarded traffic NOT filtered (--forward off)",
                 }
             ),
             Status::Down => write!(f, "firewall is down (no table inet {})", plan::TABLE),
@@ -229,8 +230,10 @@ mod tests {
                     reason.contains(r#"oifname "eth0" ip daddr 10.9.0.0/24 accept"#),
                     "{reason}"
                 );
+                // One LAN rule in the output chain and one in the forward chain.
+                assert!(reason.contains("and 1 more"), "{reason}");
                 assert!(
-                    reason.contains("1 running rule no longer applies"),
+                    reason.contains("2 running rules no longer apply"),
                     "{reason}"
                 );
             }
@@ -245,6 +248,21 @@ mod tests {
             judge(&flushed, &home).unwrap(),
             Status::Tampered { .. }
         ));
+
+        let mut no_forward = kernel.clone();
+        if let Some(chain) = no_forward
+            .snapshot
+            .chains
+            .get_mut(crate::firewall::forward::CHAIN_FORWARD)
+        {
+            chain.1.clear();
+        }
+        match judge(&no_forward, &home).unwrap() {
+            Status::Tampered { reason } => {
+                assert!(reason.contains("chain forward holds 0 rules"), "{reason}")
+            }
+            other => panic!("expected tampered, got {other}"),
+        }
 
         let mut foreign = kernel.clone();
         foreign.comment = Some("somebody else's table".into());

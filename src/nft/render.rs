@@ -74,6 +74,8 @@ fn write_chain(s: &mut String, c: &Chain) -> fmt::Result {
         Hook::Input => "input",
         Hook::Output => "output",
         Hook::Postrouting => "postrouting",
+        Hook::Prerouting => "prerouting",
+        Hook::Forward => "forward",
     };
     writeln!(
         s,
@@ -91,6 +93,7 @@ fn priority_name(kind: ChainKind, hook: Hook, prio: i32) -> String {
     match (kind, hook, prio) {
         (ChainKind::Filter, _, 0) => "filter".into(),
         (ChainKind::Nat, Hook::Postrouting | Hook::Input, 100) => "srcnat".into(),
+        (ChainKind::Nat, Hook::Prerouting, -100) => "dstnat".into(),
         (_, _, p) => p.to_string(),
     }
 }
@@ -143,6 +146,8 @@ fn match_text(m: &Match) -> String {
         Match::HopLimit(h) => format!("ip6 hoplimit {h}"),
         Match::Icmpv6Type(t) => format!("icmpv6 type {}", icmpv6_type_name(*t)),
         Match::CtStatusDnat => "ct status dnat".into(),
+        Match::DaddrLocal => "fib daddr type local".into(),
+        Match::CtDirectionReply => "ct direction reply".into(),
     }
 }
 

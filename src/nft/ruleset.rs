@@ -208,6 +208,12 @@ pub enum Match {
     /// The packet's connection had its destination rewritten by NAT (`ct status dnat`): in
     /// the output hook after a `dnat` rule, the packet is on its way to the new address.
     CtStatusDnat,
+    /// The destination is an address of this host (`fib daddr type local`): the routing
+    /// table's verdict on the destination address, whatever interface it belongs to.
+    DaddrLocal,
+    /// The packet travels in the reply direction of its connection (`ct direction reply`):
+    /// conntrack saw the other side send first. Untracked packets never match.
+    CtDirectionReply,
 }
 
 /// ICMPv6 router solicitation.
@@ -272,6 +278,11 @@ pub enum Hook {
     Output,
     /// All packets about to leave.
     Postrouting,
+    /// All packets that arrive, before routing (and before a destination rewrite there).
+    Prerouting,
+    /// Packets routed through this host (containers, VMs, shared connections), after
+    /// routing: the output interface is the one they really leave by.
+    Forward,
 }
 
 /// The type of a base chain.

@@ -280,6 +280,8 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
                 Hook::Input => nftnl::Hook::In,
                 Hook::Output => nftnl::Hook::Out,
                 Hook::Postrouting => nftnl::Hook::PostRouting,
+                Hook::Prerouting => nftnl::Hook::PreRouting,
+                Hook::Forward => nftnl::Hook::Forward,
             },
             c.priority,
         );
@@ -477,6 +479,16 @@ fn encode_rule(
                 rule.add_expr(&Conntrack::Status);
                 rule.add_expr(&Bitwise::new(ConntrackStatus::DST_NAT.bits(), 0u32));
                 rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+            }
+            Match::DaddrLocal => {
+                // nft compares the route type as a 32-bit host-order value.
+                rule.add_expr(&sys::FibDaddrType);
+                rule.add_expr(&Cmp::new(CmpOp::Eq, u32::from(libc::RTN_LOCAL)));
+            }
+            Match::CtDirectionReply => {
+                // IP_CT_DIR_REPLY, one byte as nft compares it.
+                rule.add_expr(&sys::CtDirection);
+                rule.add_expr(&Cmp::new(CmpOp::Eq, 1u8));
             }
         }
     }

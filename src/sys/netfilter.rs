@@ -1,5 +1,6 @@
-//! The nftnl pieces that the safe `nftnl` crate lacks (a `log` expression, a table with a
-//! comment), socket options for the netfilter socket, and an aligned receive buffer.
+//! The nftnl pieces that the safe `nftnl` crate lacks (`log`, `fib daddr type` and `ct
+//! direction` expressions, a table with a comment), socket options for the netfilter socket,
+//! and an aligned receive buffer.
 
 use std::ffi::{c_void, CString};
 use std::io;
@@ -39,6 +40,78 @@ impl Expression for Log {
             nsys::nftnl_expr_set_u32(expr.as_ptr(), nsys::NFTNL_EXPR_LOG_LEVEL as u16, self.level);
             expr
         }
+    }
+}
+
+/// `NFTA_FIB_F_DADDR`: look the destination address up (linux/netfilter/nf_tables.h).
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// `NFT_FIB_RESULT_ADDRTYPE`: the result is the route type (`RTN_*`) of the address.
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+
+/// Allocates a libnftnl expression by name; aborts on allocation failure, as nftnl's own
+/// expressions do.
+fn alloc_expr(name: &std::ffi::CStr) -> NonNull<nsys::nftnl_expr> {
+    // SAFETY: nftnl_expr_alloc takes a NUL-terminated name (a live CStr) and returns an owned
+    // object or NULL; NULL (out of memory, or an unknown name, which ours never are) aborts.
+    match NonNull::new(unsafe { nsys::nftnl_expr_alloc(name.as_ptr()) }) {
+        Some(e) => e,
+        None => std::process::abort(),
+    }
+}
+
+/// A `fib daddr type` expression (nftnl 0.9 has no `fib`): loads the route type of the
+/// destination address (`RTN_LOCAL`, `RTN_UNICAST`, ...) into register 1, as a 32-bit
+/// value in host byte order. Compare it with `RTN_LOCAL` for `fib daddr type local`.
+pub struct FibDaddrType;
+
+impl Expression for FibDaddrType {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<nsys::nftnl_expr> {
+        let expr = alloc_expr(c"fib");
+        // SAFETY: `expr` is the live object just allocated; set_u32 copies each value. The
+        // caller (Rule::add_expr) takes ownership.
+        unsafe {
+            nsys::nftnl_expr_set_u32(
+                expr.as_ptr(),
+                nsys::NFTNL_EXPR_FIB_DREG as u16,
+                libc::NFT_REG_1 as u32,
+            );
+            nsys::nftnl_expr_set_u32(
+                expr.as_ptr(),
+                nsys::NFTNL_EXPR_FIB_RESULT as u16,
+                NFT_FIB_RESULT_ADDRTYPE,
+            );
+            nsys::nftnl_expr_set_u32(
+                expr.as_ptr(),
+                nsys::NFTNL_EXPR_FIB_FLAGS as u16,
+                NFTA_FIB_F_DADDR,
+            );
+        }
+        expr
+    }
+}
+
+/// A `ct direction` expression (nftnl 0.9's `Conntrack` has no direction key): loads the
+/// packet's conntrack direction (0 original, 1 reply; one byte) into register 1. Untracked
+/// packets end the rule (no match).
+pub struct CtDirection;
+
+impl Expression for CtDirection {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<nsys::nftnl_expr> {
+        let expr = alloc_expr(c"ct");
+        // SAFETY: as for FibDaddrType: a live object, values copied, ownership passed on.
+        unsafe {
+            nsys::nftnl_expr_set_u32(
+                expr.as_ptr(),
+                nsys::NFTNL_EXPR_CT_DREG as u16,
+                libc::NFT_REG_1 as u32,
+            );
+            nsys::nftnl_expr_set_u32(
+                expr.as_ptr(),
+                nsys::NFTNL_EXPR_CT_KEY as u16,
+                libc::NFT_CT_DIRECTION as u32,
+            );
+        }
+        expr
     }
 }
 

@@ -8,9 +8,34 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use netns_tests::addr::*;
+use netns_tests::container::{enable_forwarding, Bridge, Guest};
 use netns_tests::probe::dns::{dns_query, DnsOutcome, DnsResponder, Transport};
 use netns_tests::probe::tcp::{tcp_connect, ConnectOutcome, TcpListener};
-use netns_tests::{nft, BitmaskRoot, SendOpts, Topology};
+use netns_tests::{nft, BitmaskRoot, Netns, SendOpts, Topology};
+
+/// What Docker's default bridge adds for its containers: masquerade out of any other
+/// interface (loaded with nft in the client namespace only).
+const CONTAINER_NAT: &str = "\
+table ip demo_docker_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade
+	}
+}
+";
+
+/// A container behind a `docker0` bridge in the client, which forwards and masquerades for
+/// it as Docker does.
+fn container(t: &Topology) -> Result<Guest, String> {
+    let c = t.client();
+    enable_forwarding(c).map_err(e)?;
+    let bridge = Bridge::create(c, "docker0", (DOCKER_BRIDGE_V4, 16), None).map_err(e)?;
+    let guest = bridge
+        .attach(c, "ctr", "veth0a1b2c", CONTAINER_V4, None)
+        .map_err(e)?;
+    nft::apply(c, CONTAINER_NAT).map_err(e)?;
+    Ok(guest)
+}
 
 fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
@@ -30,8 +55,8 @@ struct Row {
     answered_by: Option<IpAddr>,
 }
 
-fn tcp(t: &Topology, to: SocketAddr, opts: &SendOpts) -> Result<(bool, String), String> {
-    let out = tcp_connect(t.client(), to, b"demo", opts).map_err(e)?;
+fn tcp(ns: &Netns, to: SocketAddr, opts: &SendOpts) -> Result<(bool, String), String> {
+    let out = tcp_connect(ns, to, b"demo", opts).map_err(e)?;
     Ok((out == ConnectOutcome::Connected, format!("{out:?}")))
 }
 
@@ -48,7 +73,8 @@ fn dns(
     })
 }
 
-fn probes(t: &Topology) -> Result<Vec<Row>, String> {
+fn probes(t: &Topology, ctr: &Guest) -> Result<Vec<Row>, String> {
+    let c = t.client();
     let opts = SendOpts {
         // Long enough for one TCP SYN retransmission (1 s): right after the simulated tunnel
         // comes back up, its first packet is now and then lost in the test topology.
@@ -75,31 +101,31 @@ fn probes(t: &Topology) -> Result<Vec<Row>, String> {
         "tcp to the VPN gateway 198.51.100.1:443",
         true,
         None,
-        tcp(t, sa(GATEWAY_V4, 443), &opts)?,
+        tcp(c, sa(GATEWAY_V4, 443), &opts)?,
     );
     row(
         "tcp to the LAN router 192.168.1.1:8080",
         true,
         None,
-        tcp(t, sa(ROUTER_LAN_V4, 8080), &opts)?,
+        tcp(c, sa(ROUTER_LAN_V4, 8080), &opts)?,
     );
     row(
         "tcp to 203.0.113.10:443 (through the tunnel)",
         true,
         None,
-        tcp(t, sa(INTERNET_HOST_V4, 443), &opts)?,
+        tcp(c, sa(INTERNET_HOST_V4, 443), &opts)?,
     );
     row(
         "tcp to 203.0.113.10:443 bound to eth0 (SO_BINDTODEVICE)",
         false,
         None,
-        tcp(t, sa(INTERNET_HOST_V4, 443), &bound)?,
+        tcp(c, sa(INTERNET_HOST_V4, 443), &bound)?,
     );
     row(
         "tcp to [2001:db8:1::10]:443 over IPv6",
         false,
         None,
-        tcp(t, sa(INTERNET_HOST_V6, 443), &opts)?,
+        tcp(c, sa(INTERNET_HOST_V6, 443), &opts)?,
     );
     row(
         "DNS/udp to 198.51.100.53 (rewritten to the VPN resolver)",
@@ -120,7 +146,19 @@ fn probes(t: &Topology) -> Result<Vec<Row>, String> {
         vpn_dns,
         dns(t, sa(ROUTER_LAN_V4, 53), Transport::Tcp, &opts)?,
     );
+    row(
+        "container: tcp to 203.0.113.10:443 (through the tunnel)",
+        true,
+        None,
+        tcp(ctr.ns(), sa(INTERNET_HOST_V4, 443), &opts)?,
+    );
     t.tunnel_down().map_err(e)?;
+    row(
+        "container: tcp to 203.0.113.10:443 with the tunnel down",
+        false,
+        None,
+        tcp(ctr.ns(), sa(INTERNET_HOST_V4, 443), &opts)?,
+    );
     row(
         "DNS/udp to 198.51.100.53 with the tunnel down",
         false,
@@ -137,7 +175,7 @@ fn probes(t: &Topology) -> Result<Vec<Row>, String> {
         "tcp to 203.0.113.10:443 with the tunnel down",
         false,
         None,
-        tcp(t, sa(INTERNET_HOST_V4, 443), &opts)?,
+        tcp(c, sa(INTERNET_HOST_V4, 443), &opts)?,
     );
     t.tunnel_up().map_err(e)?;
     Ok(rows)
@@ -168,10 +206,15 @@ fn print_rows(title: &str, rows: &[Row], firewall: bool) -> bool {
 pub fn run(bin: &std::path::Path) -> Result<(), String> {
     let b = BitmaskRoot::at(bin).map_err(e)?;
     println!(
-        "Building a throwaway topology (client, LAN router, internet, VPN side behind tun0)..."
+        "Building a throwaway topology (client, LAN router, internet, VPN side behind tun0, a container behind docker0 in the client)..."
     );
     let t = Topology::builder().tunnel(true).build().map_err(e)?;
-    println!("namespaces: {}", t.namespace_names().join(", "));
+    let ctr = container(&t)?;
+    println!(
+        "namespaces: {}, {}",
+        t.namespace_names().join(", "),
+        ctr.ns().name()
+    );
     let _listeners = [
         TcpListener::start(t.internet(), sa(GATEWAY_V4, 443)).map_err(e)?,
         TcpListener::start(t.internet(), sa(INTERNET_HOST_V4, 443)).map_err(e)?,
@@ -185,7 +228,7 @@ pub fn run(bin: &std::path::Path) -> Result<(), String> {
         DnsResponder::start(t.internet(), IpAddr::V4(OTHER_RESOLVER_V4)).map_err(e)?,
         DnsResponder::start(t.router(), IpAddr::V4(ROUTER_LAN_V4)).map_err(e)?,
     ];
-    print_rows("Without the kill switch:", &probes(&t)?, false);
+    print_rows("Without the kill switch:", &probes(&t, &ctr)?, false);
 
     println!(
         "\n$ bitmask-root firewall start {GATEWAY_V4}   (in {})",
@@ -199,7 +242,7 @@ pub fn run(bin: &std::path::Path) -> Result<(), String> {
         .map_err(e)?
         .unwrap_or_default();
     println!("\n$ nft list table inet bitmask\n{ruleset}");
-    let ok = print_rows("With the kill switch:", &probes(&t)?, true);
+    let ok = print_rows("With the kill switch:", &probes(&t, &ctr)?, true);
     let isup = b.run(t.client(), &["firewall", "isup"]).map_err(e)?;
     print!(
         "\n$ bitmask-root firewall isup\n{}{}",
@@ -215,6 +258,7 @@ pub fn run(bin: &std::path::Path) -> Result<(), String> {
     t.tunnel_up().map_err(e)?;
     let stop = b.stop(t.client()).map_err(e)?;
     print!("$ bitmask-root firewall stop\n{}", stop.stdout);
+    drop(ctr);
     drop(t);
     println!("\nThe namespaces are gone; this machine's own network was never touched.");
     if ok {

@@ -8,8 +8,9 @@ pub const BUILD: &[&str] = &["pkg-config", "libnftnl-dev", "libmnl-dev"];
 
 /// What the namespace tests need besides the build: iproute2 (`ip netns`), nftables (`nft`
 /// to compare listings), strace (no process is started), util-linux (`setpriv`), openvpn and
-/// openssl (the end-to-end tunnel), iptables (the foreign-table coexistence test), dnsmasq-base
-/// (a desktop's stub resolver and a LAN router's DNS server in the DNS cases).
+/// openssl (the end-to-end tunnel), iptables (`iptables-nft`: the foreign-table coexistence
+/// test, and Docker's and libvirt's rules in the forwarding tests), dnsmasq-base (a desktop's
+/// stub resolver and a LAN router's DNS server in the DNS cases).
 pub const TEST: &[&str] = &[
     "iproute2",
     "nftables",

@@ -1,5 +1,5 @@
-//! `cargo xtask netns-test`: runs the leak matrix (`netns-tests/tests/leak_matrix.rs`)
-//! against a built `bitmask-root`, prints one line per case and a summary line, and writes
+//! `cargo xtask netns-test`: runs the leak matrix (`netns-tests/tests/leak_matrix.rs` and
+//! its forwarding classes, `netns-tests/tests/forward.rs`) against a built `bitmask-root`, prints one line per case and a summary line, and writes
 //! the markdown report `docs/leak-matrix.md`.
 //!
 //! The tests append one JSON object per case to the file named by `LEAK_REPORT_JSONL`
@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The cases of issues 3 and 9, by number: (short name, test function).
-const CASES: [(u32, &str); 19] = [
+/// The test files that hold leak-matrix cases.
+pub const MATRIX_FILES: [&str; 2] = ["leak_matrix", "forward"];
+
+/// The cases of issue 3 (1-14), issue 9 (15-19) and issue 10 (20-24), by number: (number,
+/// test function).
+const CASES: [(u32, &str); 24] = [
     (1, "case01_internet_blocked_on_default_uplink"),
     (2, "case02_gateway_lan_and_multicast_allowed"),
     (3, "case03_dns_only_to_vpn_resolver_through_tunnel"),
@@ -38,6 +42,11 @@ const CASES: [(u32, &str); 19] = [
     (17, "case17_resolver_routed_outside_the_tunnel"),
     (18, "case18_second_uplink_dns"),
     (19, "case19_dns_with_the_tunnel_down"),
+    (20, "case20_forwarded_traffic_blocked_outside_the_tunnel"),
+    (21, "case21_forwarded_dns"),
+    (22, "case22_forwarded_lan_port_forward_and_bridges"),
+    (23, "case23_forwarded_flood_during_start_replace_stop"),
+    (24, "case24_forwarding_coexistence_isup_and_opt_outs"),
 ];
 
 /// One case as reported by the tests.
@@ -82,7 +91,8 @@ pub fn run(bin: &Path) -> Result<(), String> {
     let started = Instant::now();
     let status = Command::new(&cargo)
         .current_dir(&root)
-        .args(["test", "-p", "netns-tests", "--test", "leak_matrix"])
+        .args(["test", "-p", "netns-tests"])
+        .args(MATRIX_FILES.iter().flat_map(|f| ["--test", f]))
         .args(["--", "--test-threads=2"])
         .env("BITMASK_ROOT_BIN", &snap)
         .env("LEAK_REPORT_JSONL", &jsonl)
@@ -152,7 +162,9 @@ fn markdown(cases: &BTreeMap<u32, CaseResult>, passed: usize, failed: usize, sec
          throw-away network namespace and sends real packets; arrivals are counted where they \
          land (listeners and wire taps in the receiving namespaces). Harness and guide: \
          [`netns-tests/`](../netns-tests/README.md); tests: \
-         [`netns-tests/tests/leak_matrix.rs`](../netns-tests/tests/leak_matrix.rs).\n"
+         [`netns-tests/tests/leak_matrix.rs`](../netns-tests/tests/leak_matrix.rs), \
+         [`netns-tests/tests/forward.rs`](../netns-tests/tests/forward.rs) (forwarded traffic: \
+         containers and VMs).\n"
     );
     let _ = writeln!(m, "**{passed} passed, {failed} failed** (in {secs} s).\n");
     let _ = writeln!(m, "| # | case | expectation | result | packets seen |");

@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod icmp;
+pub mod raw;
 pub mod tap;
 pub mod tcp;
 pub mod udp;
