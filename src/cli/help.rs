@@ -231,8 +231,12 @@ mod tests {
             format!("{} {args}", c.words.join(" "))
         };
         for c in COMMANDS {
-            let inv = parse(&words(&example(c)), &no_env)
-                .unwrap_or_else(|e| panic!("{:?}: {e}", c.words));
+            let inv = parse(&words(&example(c)), &no_env).unwrap_or_else(|e| {
+                panic!(
+                    "{:?}: {e} (a command that needs arguments needs an example in this test)",
+                    c.words
+                )
+            });
             let id = match inv.command {
                 Command::Help => CmdId::Help,
                 Command::Version => CmdId::Version,

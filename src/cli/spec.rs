@@ -517,14 +517,6 @@ pub fn option(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.names.contains(&name))
 }
 
-/// The command with this id.
-pub fn cmd(id: CmdId) -> &'static Cmd {
-    COMMANDS
-        .iter()
-        .find(|c| c.id == id)
-        .unwrap_or(&COMMANDS[COMMANDS.len() - 1])
-}
-
 /// The commands of a group (`""`: the one-word commands).
 pub fn group_commands(group: &str) -> impl Iterator<Item = &'static Cmd> + '_ {
     COMMANDS.iter().filter(move |c| match c.words {
