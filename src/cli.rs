@@ -4,103 +4,31 @@
 //!
 //! Exit codes: 0 success, 1 failure at run time, 2 usage error. Every failure prints one line
 //! on stderr starting with `bitmask-root: `. A refused command changes nothing.
+//!
+//! The commands and options are defined once, in [`spec`]: the parser looks them up there,
+//! and `--help`, the man page and the shell completions are generated from it (see [`spec`]
+//! for how to add an option or a command).
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
-use crate::policy::{self, IfPattern, LanMode, Policy, Profile};
+use crate::policy::{self, IfPattern, LanMode, Mode, Policy, PolicyBuilder, Profile};
 
 /// The version printed by `bitmask-root version`: the original's protocol version first, so
 /// clients that compare it keep working, then ours.
 pub const VERSION: &str = concat!("19 (bitmask-root-rs ", env!("CARGO_PKG_VERSION"), ")");
 
-/// The help text.
-pub const HELP: &str = "\
-bitmask-root: the privileged helper of Bitmask VPN clients (RiseupVPN, CalyxVPN), rebuilt as a
-netlink-native kill switch. The firewall is one nftables table (inet bitmask) applied in one
-transaction: no process is started, nothing is half-applied.
+pub mod complete;
+pub mod help;
+pub mod man;
+pub mod spec;
 
-USAGE:
-    bitmask-root [OPTIONS] firewall start [restart] GATEWAY...
-    bitmask-root [OPTIONS] firewall stop
-    bitmask-root [OPTIONS] firewall isup
-    bitmask-root [OPTIONS] fw-email start UID | stop | isup
-    bitmask-root [OPTIONS] openvpn start [restart] [OPENVPN_PATH] OPENVPN_OPTIONS...
-    bitmask-root openvpn stop
-    bitmask-root version | help
+use spec::{CmdId, OptId};
 
-FIREWALL:
-    start GATEWAY...   Block everything that leaves outside the tunnel (tun* by default)
-                       except traffic to the VPN gateways (IPv4 or IPv6 addresses), the local
-                       network, DHCP, IPv6 neighbour discovery, SSDP and mDNS; the same for
-                       traffic forwarded for containers and VMs (see --forward). Rewrite all
-                       IPv4 DNS (udp and tcp port 53) to the VPN's resolver, and let DNS leave
-                       only through the tunnel. On a running firewall, replace it atomically.
-                       'restart' is accepted and ignored, for compatibility. At most 16384
-                       gateways; IPv4 in dotted-quad form only (not 127.1 or 1).
-    stop               Remove the firewall (exit 0 also when it was not running).
-    isup               Exit 0 only if the firewall is up, untouched, and planned for the
-                       network as it is now; otherwise say why and exit 1.
-
-FW-EMAIL (its own table, inet bitmask_email, independent of the firewall's):
-    start UID          Let only user UID (a numeric uid, or a user name from /etc/passwd)
-                       reach the local mail proxies, tcp ports 1984 (IMAP) and 2013 (SMTP),
-                       through lo, IPv4 and IPv6; refuse every other user (root too, unless
-                       UID is 0) and every connection from another interface. On a running
-                       email firewall, replace it atomically. A bad UID exits 2.
-    stop               Remove it (exit 0 also when it was not running).
-    isup               Exit 0 only if it is up and untouched; otherwise say why and exit 1.
-
-OPENVPN:
-    start [restart] [OPENVPN_PATH] OPTIONS...
-                       Exec openvpn (from a fixed list of root-owned paths) with the original's
-                       fixed options first, then the caller's, each on an allow list with typed
-                       values: files are checked as the invoking user, the management interface
-                       listens on loopback or a unix socket of that user only. An unknown option
-                       or a bad value exits 2 and names it. --dry-run prints the argv instead.
-    stop               Stop exactly the openvpn that start launched (SIGTERM, SIGKILL after
-                       5 s); exit 0 also when it was not running.
-
-OPTIONS (before the command):
-    --udp              DNS goes to 10.42.0.1, the resolver of UDP gateways (the default).
-    --tcp              DNS goes to 10.41.0.1, the resolver of TCP gateways.
-    --resolver ADDR    DNS goes to ADDR (an IPv4 address).
-    --lan MODE         private: open the private on-link prefixes (RFC 1918, 169.254/16,
-                       fe80::/10, fc00::/7) of non-tunnel interfaces (the default);
-                       on-link: every on-link prefix, as the original did;
-                       off: no local network (DHCP and neighbour discovery still work).
-    --tunnel PATTERN   The tunnel interface: a name (tun0, wg0) or a prefix with * (tun*).
-    --forward on|off   on (the default): traffic this host forwards (containers, VMs, a
-                       shared connection) is judged like its own: out through the tunnel,
-                       to the local network per --lan, nothing else; its DNS is rewritten
-                       to the VPN's resolver. off: forwarded traffic is not filtered, for
-                       hosts that route a LAN on purpose. RISK: with off, everything a
-                       container, VM or hotspot client sends leaves in clear whenever the
-                       tunnel is down. Neither value changes ip_forward.
-    --debug, --test    Log each packet before it is rejected (prefix \"iptables denied: \").
-    --compat           The original's rules, as nftables expresses them. LEAKY (bound to the
-                       default device at start, IPv6 rejects only tcp and udp, DNS may leave in
-                       clear, forwarded traffic not filtered): for comparison only.
-    --dry-run          Print what would be applied, in nft syntax, and change nothing. Needs
-                       no root.
-    -h, --help         This help.   --version   The version.
-
-ENVIRONMENT (the released bitmask-root's switches, honoured when no option says otherwise):
-    UDP=1 selects 10.42.0.1, UDP set to anything else 10.41.0.1; DEBUG or TEST non-empty
-    turn on --debug.
-
-EXIT CODES:
-    0 success, 1 failure at run time (not root, the kernel refused, no usable route,
-    another command held the firewall of this network namespace for 5 s), 2 usage error
-    (nothing was changed). Firewall commands run one at a time per network namespace.
-
-EXAMPLES:
-    sudo bitmask-root firewall start 198.51.100.7 2001:db8::7
-    bitmask-root --dry-run --lan off firewall start 198.51.100.7
-    sudo bitmask-root --forward off firewall start 198.51.100.7   # see the risk above
-    sudo bitmask-root firewall isup || echo \"not protected\"
-    sudo bitmask-root fw-email start \"$(id -u)\"
-";
+/// The help text, generated from [`spec`] (see [`help::text`]).
+pub fn help() -> String {
+    help::text()
+}
 
 /// A usage error: exit 2.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +54,8 @@ pub enum Command {
     Version,
     /// `firewall start`.
     FirewallStart(Policy),
+    /// `firewall block`: a policy in [`Mode::Block`].
+    FirewallBlock(Policy),
     /// `firewall stop`.
     FirewallStop,
     /// `firewall isup`.
@@ -140,7 +70,46 @@ pub enum Command {
     OpenvpnStart(Vec<String>),
     /// `openvpn stop`.
     OpenvpnStop,
+    /// `__generate WHAT`: prints a generated file (the man page, a completion script) for
+    /// packaging. Not listed in the help.
+    Generate(Generated),
 }
+
+/// What `bitmask-root __generate WHAT` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generated {
+    /// The man page, bitmask-root(8), in roff.
+    Man,
+    /// The bash completion script.
+    Bash,
+    /// The zsh completion script.
+    Zsh,
+    /// The fish completion script.
+    Fish,
+}
+
+impl Generated {
+    /// Every generated file, with the word that asks for it.
+    pub const ALL: [(&'static str, Generated); 4] = [
+        ("man", Generated::Man),
+        ("bash", Generated::Bash),
+        ("zsh", Generated::Zsh),
+        ("fish", Generated::Fish),
+    ];
+
+    /// The text of the file.
+    pub fn text(self) -> String {
+        match self {
+            Generated::Man => man::page(),
+            Generated::Bash => complete::bash(),
+            Generated::Zsh => complete::zsh(),
+            Generated::Fish => complete::fish(),
+        }
+    }
+}
+
+/// The hidden command that prints generated files (see [`Generated`]).
+pub const GENERATE: &str = "__generate";
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,31 +166,37 @@ pub fn parse(
                 }
             }
         };
-        match flag {
-            "-h" | "--help" => {
+        let Some(opt) = spec::option(flag) else {
+            return Err(usage(format!("unknown option {flag:?}")));
+        };
+        if inline.is_some() && opt.value.is_none() {
+            return Err(usage(format!("option {flag} takes no value")));
+        }
+        match opt.id {
+            OptId::Help => {
                 return Ok(Invocation {
                     command: Command::Help,
                     dry_run: false,
                 })
             }
-            "--version" => {
+            OptId::Version => {
                 return Ok(Invocation {
                     command: Command::Version,
                     dry_run: false,
                 })
             }
-            "--udp" => set_resolver("--udp", policy::RESOLVER_UDP)?,
-            "--tcp" => set_resolver("--tcp", policy::RESOLVER_TCP)?,
-            "--resolver" => {
-                let v = value("--resolver")?;
+            OptId::Udp => set_resolver("--udp", policy::RESOLVER_UDP)?,
+            OptId::Tcp => set_resolver("--tcp", policy::RESOLVER_TCP)?,
+            OptId::Resolver => {
+                let v = value(flag)?;
                 let addr = policy::parse_resolver(&v)?;
-                set_resolver("--resolver", addr)?;
+                set_resolver(flag, addr)?;
             }
-            "--debug" | "--test" => g.debug = true,
-            "--lan" => g.lan = Some(value("--lan")?.parse()?),
-            "--tunnel" => g.tunnel = Some(value("--tunnel")?.parse()?),
-            "--forward" => {
-                g.forward = Some(match value("--forward")?.as_str() {
+            OptId::Debug => g.debug = true,
+            OptId::Lan => g.lan = Some(value(flag)?.parse()?),
+            OptId::Tunnel => g.tunnel = Some(value(flag)?.parse()?),
+            OptId::Forward => {
+                g.forward = Some(match value(flag)?.as_str() {
                     "on" => true,
                     "off" => false,
                     other => {
@@ -229,12 +204,9 @@ pub fn parse(
                     }
                 })
             }
-            "--compat" => g.compat = true,
-            "--dry-run" => g.dry_run = true,
-            other => return Err(usage(format!("unknown option {other:?}"))),
-        }
-        if inline.is_some() && !matches!(flag, "--resolver" | "--lan" | "--tunnel" | "--forward") {
-            return Err(usage(format!("option {flag} takes no value")));
+            OptId::Compat => g.compat = true,
+            OptId::DryRun => g.dry_run = true,
+            OptId::Local => return Err(usage(format!("unknown option {flag:?}"))),
         }
         i += 1;
     }
@@ -249,30 +221,49 @@ pub fn parse(
             Some(w) => Err(usage(format!("unexpected argument {w:?} after {what}"))),
         }
     };
-    let command = match words.as_slice() {
-        [] => return Err(usage("no command given")),
-        ["help", ..] => Command::Help,
-        ["version", extra @ ..] => {
-            no_more(extra, "version")?;
+    if let [GENERATE, what @ ..] = words.as_slice() {
+        let known: Vec<&str> = Generated::ALL.iter().map(|(w, _)| *w).collect();
+        let command = match what {
+            [w] => Generated::ALL
+                .iter()
+                .find(|(name, _)| name == w)
+                .map(|(_, g)| Command::Generate(*g)),
+            _ => None,
+        }
+        .ok_or_else(|| usage(format!("{GENERATE} needs one of {}", spec::or_list(&known))))?;
+        return Ok(Invocation {
+            command,
+            dry_run: g.dry_run,
+        });
+    }
+    let (cmd, extra) = spec::command(&words).map_err(|e| usage(e.to_string()))?;
+    let what = cmd.words.join(" ");
+    let command = match cmd.id {
+        CmdId::Help => Command::Help,
+        CmdId::Version => {
+            no_more(extra, &what)?;
             Command::Version
         }
-        ["firewall", "start", gws @ ..] => Command::FirewallStart(firewall_policy(gws, &g, env)?),
-        ["firewall", "stop", extra @ ..] => {
-            no_more(extra, "firewall stop")?;
+        CmdId::FirewallStart => Command::FirewallStart(firewall_policy(extra, &g, env)?),
+        CmdId::FirewallBlock => {
+            if let Some(w) = extra.first().filter(|w| !w.starts_with('-')) {
+                return Err(usage(format!(
+                    "unexpected argument {w:?} after firewall block: it takes no argument (to let a VPN connect, use firewall start GATEWAY...)"
+                )));
+            }
+            no_more(extra, &what)?;
+            Command::FirewallBlock(policy_builder(&g, env)?.mode(Mode::Block).build()?)
+        }
+        CmdId::FirewallStop => {
+            no_more(extra, &what)?;
             Command::FirewallStop
         }
-        ["firewall", "isup", extra @ ..] => {
-            no_more(extra, "firewall isup")?;
+        CmdId::FirewallIsup => {
+            no_more(extra, &what)?;
             Command::FirewallIsup
         }
-        ["firewall", other, ..] => {
-            return Err(usage(format!(
-                "unknown firewall command {other:?}: use start, stop or isup"
-            )))
-        }
-        ["firewall"] => return Err(usage("firewall needs a command: start, stop or isup")),
-        ["fw-email", "start", rest @ ..] => {
-            let rest: Vec<&str> = rest.iter().copied().filter(|w| *w != "restart").collect();
+        CmdId::EmailStart => {
+            let rest: Vec<&str> = extra.iter().copied().filter(|w| *w != "restart").collect();
             match rest.as_slice() {
                 [uid] => Command::EmailStart(uid.to_string()),
                 [] => {
@@ -287,25 +278,16 @@ pub fn parse(
                 }
             }
         }
-        ["fw-email", "stop", extra @ ..] => {
-            no_more(extra, "fw-email stop")?;
+        CmdId::EmailStop => {
+            no_more(extra, &what)?;
             Command::EmailStop
         }
-        ["fw-email", "isup", extra @ ..] => {
-            no_more(extra, "fw-email isup")?;
+        CmdId::EmailIsup => {
+            no_more(extra, &what)?;
             Command::EmailIsup
         }
-        ["fw-email", ..] => return Err(usage("fw-email needs a command: start UID, stop or isup")),
-        ["openvpn", "start", args @ ..] => {
-            Command::OpenvpnStart(args.iter().map(|s| s.to_string()).collect())
-        }
-        ["openvpn", "stop", ..] => Command::OpenvpnStop,
-        ["openvpn", ..] => return Err(usage("openvpn needs a command: start ARGS... or stop")),
-        [other, ..] => {
-            return Err(usage(format!(
-                "no such command {other:?}: use firewall, fw-email, openvpn, version or help"
-            )))
-        }
+        CmdId::OpenvpnStart => Command::OpenvpnStart(extra.iter().map(|s| s.to_string()).collect()),
+        CmdId::OpenvpnStop => Command::OpenvpnStop,
     };
     Ok(Invocation {
         command,
@@ -330,10 +312,19 @@ fn firewall_policy(
     if gws.len() > policy::MAX_GATEWAYS {
         return Err(policy::PolicyError::TooManyGateways(gws.len()).into());
     }
-    let mut b = Policy::builder();
+    let b = policy_builder(g, env)?;
+    let mut gateways = Vec::with_capacity(gws.len());
     for gw in gws {
-        b = b.gateway(policy::parse_gateway(gw)?);
+        gateways.push(policy::parse_gateway(gw)?);
     }
+    Ok(b.gateways(gateways).build()?)
+}
+
+/// The policy the global options and the environment ask for, gateways still to add.
+fn policy_builder(
+    g: &Globals,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PolicyBuilder, UsageError> {
     let resolver = match (&g.resolver, env("UDP")) {
         (Some((_, addr)), _) => *addr,
         (None, Some(v)) if v == "1" => policy::RESOLVER_UDP,
@@ -341,7 +332,7 @@ fn firewall_policy(
         (None, None) => policy::RESOLVER_UDP,
     };
     let env_on = |k: &str| env(k).is_some_and(|v| !v.is_empty());
-    b = b
+    let mut b = Policy::builder()
         .resolver(resolver)
         .debug(g.debug || env_on("DEBUG") || env_on("TEST"))
         .lan(g.lan.unwrap_or_default())
@@ -360,7 +351,7 @@ fn firewall_policy(
         Some(on) => b = b.forward(on),
         None => {}
     }
-    Ok(b.build()?)
+    Ok(b)
 }
 
 /// Runs the command line and returns the exit code. Prints to stdout and stderr.
@@ -424,7 +415,11 @@ pub fn run(inv: Invocation) -> Outcome {
     use crate::firewall;
     match inv.command {
         Command::Help => {
-            print!("{HELP}");
+            print!("{}", help());
+            Ok(0)
+        }
+        Command::Generate(what) => {
+            print!("{}", what.text());
             Ok(0)
         }
         Command::Version => {
@@ -455,6 +450,22 @@ pub fn run(inv: Invocation) -> Outcome {
                 } else {
                     ", forwarded traffic NOT filtered"
                 }
+            );
+            Ok(0)
+        }
+        Command::FirewallBlock(policy) => {
+            let rt = runtime()?;
+            if inv.dry_run {
+                let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
+                print!("{text}");
+                return Ok(0);
+            }
+            need_root()?;
+            rt.block_on(firewall::start(&policy)).map_err(fail)?;
+            println!(
+                "bitmask-root: firewall blocking (no gateway, DNS to {} through the tunnel only, LAN {})",
+                policy.resolver(),
+                policy.lan()
             );
             Ok(0)
         }
@@ -668,7 +679,8 @@ mod tests {
             let r = parse(&argv(bad), &no_env);
             assert!(r.is_err(), "{bad:?} must be refused, got {r:?}");
         }
-        assert!(HELP.contains("--forward on|off") && HELP.contains("RISK"));
+        let h = help();
+        assert!(h.contains("--forward on|off") && h.contains("RISK"));
     }
 
     #[test]
@@ -712,7 +724,72 @@ mod tests {
 
     #[test]
     fn help_states_the_gateway_bound() {
-        assert!(HELP.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
+        let help = help().split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
+    }
+
+    #[test]
+    fn block_takes_no_gateway_and_the_global_options() {
+        let inv = parse_ok("--lan off --tcp --tunnel wg0 firewall block");
+        let Command::FirewallBlock(p) = inv.command else {
+            panic!("not a block: {inv:?}");
+        };
+        assert_eq!(p.mode(), Mode::Block);
+        assert!(p.gateways().is_empty());
+        assert_eq!(p.lan(), LanMode::Off);
+        assert_eq!(p.resolver(), policy::RESOLVER_TCP);
+        assert_eq!(p.tunnel().to_string(), "wg0");
+        let env = |k: &str| (k == "DEBUG").then(|| "1".to_string());
+        let Command::FirewallBlock(p) = parse(&argv("firewall block"), &env).unwrap().command
+        else {
+            panic!("not a block");
+        };
+        assert!(p.debug(), "the released switches apply to block too");
+        for bad in [
+            "firewall block 198.51.100.7",
+            "firewall block restart",
+            "firewall block --lan off",
+            "firewall block x y",
+        ] {
+            let e = parse(&argv(bad), &no_env).unwrap_err().0;
+            assert!(e.contains("bitmask-root --help"), "{bad}: {e}");
+        }
+        assert!(parse(&argv("firewall block 198.51.100.7"), &no_env)
+            .unwrap_err()
+            .0
+            .contains("use firewall start GATEWAY"));
+    }
+
+    #[test]
+    fn unknown_commands_list_what_exists() {
+        let e = |s: &str| parse(&argv(s), &no_env).unwrap_err().0;
+        assert_eq!(
+            e("firewall explode"),
+            "unknown firewall command \"explode\": use start, block, stop or isup (see bitmask-root --help)"
+        );
+        assert_eq!(
+            e("firewall"),
+            "firewall needs a command: start, block, stop or isup (see bitmask-root --help)"
+        );
+        assert_eq!(
+            e("reboot"),
+            "no such command \"reboot\": use firewall, fw-email, openvpn, version or help (see bitmask-root --help)"
+        );
+        assert_eq!(e(""), "no command given (see bitmask-root --help)");
+    }
+
+    #[test]
+    fn generate_prints_the_packaged_files() {
+        for (word, what) in Generated::ALL {
+            assert_eq!(
+                parse_ok(&format!("{GENERATE} {word}")).command,
+                Command::Generate(what)
+            );
+            assert!(!what.text().is_empty());
+        }
+        assert!(parse(&argv("__generate"), &no_env).is_err());
+        assert!(parse(&argv("__generate man bash"), &no_env).is_err());
+        assert!(!help().contains(GENERATE), "hidden from the help");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::discovery::{private_ranges, Network};
-use crate::policy::{LanMode, Policy, Profile};
+use crate::policy::{LanMode, Mode, Policy, Profile};
 
 pub use crate::nft::ruleset::{
     Action, Chain, ChainKind, Family, Hook, IfPattern, Match, Prefix, Rule, Ruleset, Set,
@@ -75,12 +75,20 @@ fn discovery_multicast(ipv6: bool) -> Vec<(Prefix, u16)> {
     m
 }
 
+/// The field of the table comment that marks a blocking policy ([`Mode::Block`]); a
+/// connecting policy has none, so its comment reads as it always did.
+pub const RECORD_BLOCK: &str = "mode block";
+
 /// The text stored in the table comment: every policy field but the gateways (which live in
 /// the sets). [`crate::status`] parses it back with [`parse_record`].
 pub fn record(policy: &Policy) -> String {
     let on_off = |b: bool| if b { "on" } else { "off" };
+    let mode = match policy.mode() {
+        Mode::Connect => String::new(),
+        Mode::Block => format!("; {RECORD_BLOCK}"),
+    };
     format!(
-        "{RECORD_TAG}; profile {}; lan {}; resolver {}; tunnel {}; debug {}; forward {}",
+        "{RECORD_TAG}{mode}; profile {}; lan {}; resolver {}; tunnel {}; debug {}; forward {}",
         policy.profile().as_str(),
         policy.lan(),
         policy.resolver(),
@@ -106,6 +114,9 @@ pub fn parse_record(text: &str) -> Option<crate::policy::PolicyBuilder> {
         _ => None,
     };
     let mut b = Policy::builder();
+    if parts.next_if_eq(&RECORD_BLOCK).is_some() {
+        b = b.mode(Mode::Block);
+    }
     b = b.profile(match field(&mut parts, "profile")? {
         "default" => Profile::Default,
         "compat" => Profile::Compat,
@@ -514,6 +525,15 @@ mod tests {
             .unwrap();
         assert_eq!(back, p);
         assert!(parse_record("bitmask-root firewall; profile default").is_none());
+        let block = Policy::builder().mode(Mode::Block).build().unwrap();
+        assert_eq!(
+            record(&block),
+            "bitmask-root firewall; mode block; profile default; lan private; resolver 10.42.0.1; tunnel tun*; debug off; forward on"
+        );
+        assert_eq!(parse_record(&record(&block)).unwrap().build(), Ok(block));
+        assert!(
+            parse_record("bitmask-root firewall; mode other; profile default; lan private; resolver 10.42.0.1; tunnel tun*; debug off").is_none()
+        );
         assert!(parse_record("something else").is_none());
     }
 
@@ -581,6 +601,34 @@ mod tests {
         assert!(has(&private, lan) && !has(&private, public));
         assert!(has(&onlink, lan) && has(&onlink, public));
         assert!(!has(&off, lan) && !has(&off, public));
+    }
+
+    #[test]
+    fn block_opens_no_gateway_and_keeps_the_rest() {
+        let net = seed_network();
+        let block = plan(&Policy::builder().mode(Mode::Block).build().unwrap(), &net).unwrap();
+        assert!(block.sets.is_empty(), "no gateway set");
+        let text = crate::render::render(&block, "X");
+        assert!(!text.contains("@gateways"), "{text}");
+        let start = plan(
+            &Policy::builder()
+                .gateway("198.51.100.7".parse().unwrap())
+                .build()
+                .unwrap(),
+            &net,
+        )
+        .unwrap();
+        // Apart from the gateway rules, the same rules: the LAN, DHCP, neighbour discovery,
+        // DNS only through the tunnel, and the final rejects.
+        for chain in &start.chains {
+            let kept: Vec<&Rule> = chain
+                .rules
+                .iter()
+                .filter(|r| !r.matches.iter().any(|m| matches!(m, Match::DaddrIn(..))))
+                .collect();
+            let blocked: Vec<&Rule> = block.chain(&chain.name).unwrap().rules.iter().collect();
+            assert_eq!(kept, blocked, "chain {}", chain.name);
+        }
     }
 
     #[test]

@@ -104,6 +104,30 @@ impl FromStr for IfPattern {
     }
 }
 
+/// What the firewall lets out besides the tunnel, the local network, DHCP and neighbour
+/// discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// `firewall start GATEWAY...`: the VPN gateways are reachable, so a VPN can connect. A
+    /// policy in this mode needs at least one gateway.
+    #[default]
+    Connect,
+    /// `firewall block`: no gateway at all, for "block when disconnected" and for boot. A
+    /// policy in this mode takes no gateway; `firewall start GATEWAY...` later replaces it
+    /// atomically.
+    Block,
+}
+
+impl Mode {
+    /// The word used in the table's comment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Connect => "connect",
+            Mode::Block => "block",
+        }
+    }
+}
+
 /// Why a policy could not be built. Every message says what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -114,8 +138,11 @@ pub enum PolicyError {
     #[error("invalid gateway {0}: unspecified, multicast and broadcast addresses cannot be VPN gateways")]
     UnusableGateway(IpAddr),
     /// No gateway was given.
-    #[error("no gateway given: firewall start needs the address of at least one VPN gateway")]
+    #[error("no gateway given: firewall start needs the address of at least one VPN gateway (to block everything without one, use firewall block)")]
     NoGateway,
+    /// Gateways were given to a blocking policy ([`Mode::Block`]).
+    #[error("firewall block takes no gateway ({0} given): to let a VPN connect, use firewall start GATEWAY...")]
+    GatewayWhileBlocking(usize),
     /// Too many gateways were given.
     #[error("{0} gateways given, at most {MAX_GATEWAYS} are allowed")]
     TooManyGateways(usize),
@@ -165,6 +192,7 @@ pub struct Policy {
     tunnel: IfPattern,
     profile: Profile,
     forward: bool,
+    mode: Mode,
 }
 
 impl Policy {
@@ -203,6 +231,11 @@ impl Policy {
     pub fn forward(&self) -> bool {
         self.forward
     }
+    /// Whether the VPN gateways are open ([`Mode::Connect`]) or everything is blocked
+    /// ([`Mode::Block`]).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
 }
 
 /// Builds a [`Policy`]; see [`Policy::builder`].
@@ -227,6 +260,7 @@ pub struct PolicyBuilder {
     tunnel: IfPattern,
     profile: Profile,
     forward: bool,
+    mode: Mode,
 }
 
 impl Default for PolicyBuilder {
@@ -240,6 +274,7 @@ impl Default for PolicyBuilder {
             tunnel: IfPattern::from_parts("tun", true),
             profile: Profile::default(),
             forward: true,
+            mode: Mode::default(),
         }
     }
 }
@@ -293,10 +328,28 @@ impl PolicyBuilder {
         self.forward = forward;
         self
     }
-    /// Checks the policy: at least one gateway, at most [`MAX_GATEWAYS`], no unusable address.
+    /// Chooses the mode: [`Mode::Connect`] (the default) needs gateways, [`Mode::Block`]
+    /// refuses them.
+    ///
+    /// ```
+    /// use bitmask_root::policy::{Mode, Policy};
+    /// let block = Policy::builder().mode(Mode::Block).build().expect("no gateway needed");
+    /// assert!(block.gateways().is_empty());
+    /// assert!(Policy::builder().build().is_err(), "connecting needs a gateway");
+    /// ```
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Checks the policy: in [`Mode::Connect`] at least one gateway, at most
+    /// [`MAX_GATEWAYS`], no unusable address; in [`Mode::Block`] no gateway at all.
     pub fn build(self) -> Result<Policy, PolicyError> {
-        if self.gateways.is_empty() {
-            return Err(PolicyError::NoGateway);
+        match self.mode {
+            Mode::Connect if self.gateways.is_empty() => return Err(PolicyError::NoGateway),
+            Mode::Block if self.count > 0 => {
+                return Err(PolicyError::GatewayWhileBlocking(self.count))
+            }
+            _ => {}
         }
         if self.count > MAX_GATEWAYS {
             return Err(PolicyError::TooManyGateways(self.count));
@@ -312,6 +365,7 @@ impl PolicyBuilder {
             tunnel: self.tunnel,
             profile: self.profile,
             forward: self.forward && self.profile == Profile::Default,
+            mode: self.mode,
         })
     }
 }
@@ -366,6 +420,25 @@ mod tests {
             Policy::builder().gateways(many).build(),
             Err(PolicyError::TooManyGateways(_))
         ));
+    }
+
+    #[test]
+    fn blocking_takes_no_gateway() {
+        let p = Policy::builder().mode(Mode::Block).build().unwrap();
+        assert_eq!(p.mode(), Mode::Block);
+        assert!(p.gateways().is_empty());
+        assert_eq!(
+            Policy::builder()
+                .mode(Mode::Block)
+                .gateway("198.51.100.7".parse().unwrap())
+                .build(),
+            Err(PolicyError::GatewayWhileBlocking(1))
+        );
+        let p = Policy::builder()
+            .gateway("198.51.100.7".parse().unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(p.mode(), Mode::Connect, "connecting is the default");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::discovery::{self, Network};
 use crate::error::Error;
 use crate::nft::lock::NamespaceLock;
 use crate::plan::{self, gateway_set_name, Family};
-use crate::policy::Policy;
+use crate::policy::{Mode, Policy, PolicyError};
 use crate::readback::{self, KernelTable};
 
 /// The state of the VPN firewall as read from the kernel.
@@ -40,7 +40,19 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let compat = |p: &Policy| match (p.profile(), p.forward()) {
+            (crate::policy::Profile::Compat, _) => ", LEAKY --compat profile",
+            (_, true) => "",
+            (_, false) => ", forwarded traffic NOT filtered (--forward off)",
+        };
         match self {
+            Status::Up(p) if p.mode() == Mode::Block => write!(
+                f,
+                "firewall is up, blocked (no gateway, DNS to {} through the tunnel only, LAN {}{})",
+                p.resolver(),
+                p.lan(),
+                compat(p)
+            ),
             Status::Up(p) => write!(
                 f,
                 "firewall is up ({} gateway{}, DNS to {}, LAN {}{})",
@@ -48,11 +60,7 @@ impl fmt::Display for Status {
                 if p.gateways().len() == 1 { "" } else { "s" },
                 p.resolver(),
                 p.lan(),
-                match (p.profile(), p.forward()) {
-                    (crate::policy::Profile::Compat, _) => ", LEAKY --compat profile",
-                    (_, true) => "",
-                    (_, false) => ", forwarded traffic NOT filtered (--forward off)",
-                }
+                compat(p)
             ),
             Status::Down => write!(f, "firewall is down (no table inet {})", plan::TABLE),
             Status::Stale { reason, .. } => write!(
@@ -100,8 +108,13 @@ pub fn judge(kernel: &KernelTable, net: &Network) -> Result<Status, Error> {
             gateways.extend(v.iter().copied());
         }
     }
-    let Ok(policy) = builder.gateways(gateways).build() else {
-        return tampered("its gateway sets are empty");
+    let policy = match builder.gateways(gateways).build() {
+        Ok(policy) => policy,
+        Err(PolicyError::NoGateway) => return tampered("its gateway sets are empty"),
+        Err(PolicyError::GatewayWhileBlocking(_)) => {
+            return tampered("it blocks, yet holds gateways")
+        }
+        Err(_) => return tampered("its gateway sets hold addresses it would never apply"),
     };
     let now = plan::plan(&policy, net);
     let actual = kernel.snapshot.fingerprint();
@@ -263,11 +276,48 @@ mod tests {
             }
             other => panic!("expected tampered, got {other}"),
         }
+        let mut emptied = kernel.clone();
+        emptied.set_elements.clear();
+        assert_eq!(
+            judge(&emptied, &home).unwrap(),
+            Status::Tampered {
+                reason: "its gateway sets are empty".into()
+            },
+            "a connecting table without gateways is not taken for a blocking one"
+        );
 
         let mut foreign = kernel.clone();
         foreign.comment = Some("somebody else's table".into());
         assert!(matches!(
             judge(&foreign, &home).unwrap(),
+            Status::Tampered { .. }
+        ));
+    }
+
+    #[test]
+    fn a_blocking_table_is_up_and_says_so() {
+        let policy = Policy::builder().mode(Mode::Block).build().unwrap();
+        let home = net(&[("192.168.1.2", 24)]);
+        let kernel = applied(&policy, &home);
+        let status = judge(&kernel, &home).unwrap();
+        assert_eq!(status, Status::Up(policy.clone()));
+        assert_eq!(
+            status.to_string(),
+            "firewall is up, blocked (no gateway, DNS to 10.42.0.1 through the tunnel only, LAN private)"
+        );
+        // Re-planned like any other: a new LAN makes it stale, not tampered.
+        let cafe = net(&[("10.9.0.2", 24)]);
+        assert!(matches!(
+            judge(&kernel, &cafe).unwrap(),
+            Status::Stale { .. }
+        ));
+        // A gateway slipped into a blocking table.
+        let mut slipped = kernel.clone();
+        slipped
+            .set_elements
+            .insert("gateways4".into(), vec!["198.51.100.7".parse().unwrap()]);
+        assert!(matches!(
+            judge(&slipped, &home).unwrap(),
             Status::Tampered { .. }
         ));
     }

@@ -22,6 +22,28 @@ pub const TEST: &[&str] = &[
     "dnsmasq-base",
 ];
 
+/// What `cargo xtask package` needs besides the build: dpkg-dev (`dpkg-shlibdeps`, which
+/// cargo-deb runs to find the shared-library dependencies), binutils (`strip`), gzip (the man
+/// page) and lintian.
+pub const PACKAGE: &[&str] = &["dpkg-dev", "binutils", "gzip", "lintian"];
+
+/// What the package checks of `cargo xtask test` run on the installed package:
+/// libxml2-utils (`xmllint`) and polkitd (polkit's DTD, `/usr/share/polkit-1/policyconfig-1.dtd`)
+/// for the polkit policy; systemd (`systemd-analyze verify`, `systemctl --root`) for the units;
+/// man-db (`man -l`) for the man page; bash with bash-completion, zsh and fish to load each
+/// completion script; nftables to see that installing changes no ruleset.
+pub const PACKAGE_TEST: &[&str] = &[
+    "libxml2-utils",
+    "polkitd",
+    "systemd",
+    "man-db",
+    "bash",
+    "bash-completion",
+    "zsh",
+    "fish",
+    "nftables",
+];
+
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])

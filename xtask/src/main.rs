@@ -5,6 +5,8 @@ mod demo;
 mod deps;
 mod fuzz;
 mod netns_test;
+mod package;
+mod package_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -16,9 +18,14 @@ TASKS:
     demo          Build, make a throwaway network namespace topology, start the firewall
                   there, show the ruleset and which probes were blocked or let through, and
                   clean up. Never touches this machine's own network namespace.
-    test          Every test: formatting, clippy, unit and doc tests, and the namespace tests
+    test          Every test: formatting, clippy, unit and doc tests, the package checks (the
+                  .deb installed with dpkg -i, checked, purged), and the namespace tests
                   against the real kernel (needs root; installs missing Debian packages).
     netns-test    Only the leak matrix, with its report in docs/leak-matrix.md.
+    package       The Debian package (cargo-deb, installed when missing), checked by lintian:
+                  target/debian/bitmask-root_VERSION_ARCH.deb.
+    package-test  Only the package checks of test: builds the package, installs it into this
+                  machine with dpkg -i, checks it, and purges it (needs root).
     bench         Benchmarks against nft -f and the iptables way (docs/bench.md).
     fuzz          Fuzzes the openvpn argument validator for a bounded time.
 ";
@@ -43,13 +50,15 @@ pub fn root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn cargo() -> Command {
+/// `cargo`, in the workspace root.
+pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c
 }
 
-fn target_dir() -> PathBuf {
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
@@ -79,7 +88,7 @@ fn need_root(task: &str) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
-    deps::ensure(&[deps::BUILD, deps::TEST])?;
+    deps::ensure(&[deps::BUILD, deps::TEST, deps::PACKAGE, deps::PACKAGE_TEST])?;
     need_root("test")?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
@@ -94,6 +103,8 @@ fn test() -> Result<(), String> {
     let bin = build_binary()?;
     // Unit and doc tests of every crate but the namespace harness.
     run(cargo().args(["test", "--workspace", "--exclude", "netns-tests"]))?;
+    // The Debian package, installed into this machine and purged again.
+    package_check::run()?;
     // The harness's own tests and every namespace test file but the leak matrix's...
     let mut args: Vec<String> = ["test", "-p", "netns-tests", "--lib"]
         .map(String::from)
@@ -151,6 +162,12 @@ fn main() -> ExitCode {
             deps::ensure(&[deps::BUILD, deps::TEST]).and_then(|()| bench::run(&args[1..]))
         }
         Some("fuzz") => deps::ensure(&[deps::BUILD]).and_then(|()| fuzz::run()),
+        Some("package-test") => deps::ensure(&[deps::BUILD, deps::PACKAGE, deps::PACKAGE_TEST])
+            .and_then(|()| need_root("package-test"))
+            .and_then(|()| package_check::run()),
+        Some("package") => {
+            deps::ensure(&[deps::BUILD, deps::PACKAGE]).and_then(|()| package::run())
+        }
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");
             Ok(())
