@@ -3,7 +3,7 @@
 
 use crate::nft::readback::{self, Fingerprint};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport;
+use crate::nft::transport::{self, Session, TableFlags, TransportError};
 
 /// Why the engine could not apply, verify or remove a table. [`crate::Error`] carries each
 /// of these as its own variant.
@@ -76,6 +76,70 @@ pub fn render(rs: &Ruleset) -> Result<String, Error> {
 
 /// Replaces table `rs.table` with `rs` in one transaction, then reads it back.
 pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
+    apply_via(rs, TableFlags::NONE, &mut transport::commit)
+}
+
+/// Like [`apply`], through `session`, the table created with `flags`. With
+/// [`TableFlags::OWNER`] the session's socket becomes the table's owner: from then on only
+/// this session can change or remove it. Replacing a table that another live socket owns
+/// fails with EPERM and changes nothing; a table without owner (ordinary, or orphaned by an
+/// owner that closed its socket) is replaced in one transaction, with no moment without it.
+pub fn apply_in(session: &mut Session, rs: &Ruleset, flags: TableFlags) -> Result<Applied, Error> {
+    apply_via(rs, flags, &mut |enc| session.commit(enc))
+}
+
+/// Makes `session` the owner of table `rs.table` when it is orphaned (persisted after its
+/// owner's socket closed) and holds exactly `rs`: one `table add` with `flags`, contents
+/// untouched (counters included), then read back. Returns `Ok(None)`, with nothing changed,
+/// when the table is absent, owned, not orphaned, or differs from `rs`: replace it with
+/// [`apply_in`] then.
+pub fn adopt_in(
+    session: &mut Session,
+    rs: &Ruleset,
+    flags: TableFlags,
+) -> Result<Option<Applied>, Error> {
+    guard_namespace()?;
+    let (comment, fingerprint) = comment_of(rs)?;
+    match readback::ownership(&rs.table)? {
+        Some(o) if o.is_orphaned() => {}
+        _ => return Ok(None),
+    }
+    match readback::read_table(&rs.table)? {
+        Some(k)
+            if k.comment.as_deref() == Some(comment.as_str())
+                && k.snapshot.fingerprint() == fingerprint => {}
+        _ => return Ok(None),
+    }
+    session.commit(&transport::encode_adopt(&rs.table, flags)?)?;
+    match readback::read_table(&rs.table)? {
+        Some(k)
+            if k.comment.as_deref() == Some(comment.as_str())
+                && k.snapshot.fingerprint() == fingerprint =>
+        {
+            Ok(Some(Applied {
+                fingerprint,
+                comment,
+            }))
+        }
+        // Changed between the check and the adoption: the caller replaces it.
+        _ => Ok(None),
+    }
+}
+
+/// Like [`remove`], through `session` (the only way to remove a table the session owns).
+pub fn remove_in(session: &mut Session, name: &str) -> Result<bool, Error> {
+    guard_namespace()?;
+    let existed = readback::read_table(name)?.is_some();
+    session.commit(&transport::encode_remove(name)?)?;
+    Ok(existed)
+}
+
+/// Apply, with `commit` sending each batch.
+fn apply_via(
+    rs: &Ruleset,
+    flags: TableFlags,
+    commit: &mut dyn FnMut(&transport::Encoded) -> Result<(), TransportError>,
+) -> Result<Applied, Error> {
     guard_namespace()?;
     let expected = readback::snapshot_of(rs)?;
     let fingerprint = expected.fingerprint();
@@ -86,7 +150,7 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
     let created = if readback::table_exists(&rs.table)? {
         false
     } else {
-        match transport::commit(&transport::encode_create(rs, &comment)?) {
+        match commit(&transport::encode_create_flagged(rs, &comment, flags)?) {
             Ok(()) => true,
             Err(transport::TransportError::Rejected { source, .. })
                 if source.raw_os_error() == Some(libc::EEXIST) =>
@@ -97,7 +161,7 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
         }
     };
     if !created {
-        transport::commit(&transport::encode_replace(rs, &comment)?)?;
+        commit(&transport::encode_replace_flagged(rs, &comment, flags)?)?;
     }
     if rs.set_ip_forward {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {
