@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use crate::policy::{self, IfPattern, LanMode, Policy, Profile};
 
+mod guarded;
+
 /// The version printed by `bitmask-root version`: the original's protocol version first, so
 /// clients that compare it keep working, then ours.
 pub const VERSION: &str = concat!("19 (bitmask-root-rs ", env!("CARGO_PKG_VERSION"), ")");
@@ -24,6 +26,7 @@ USAGE:
     bitmask-root [OPTIONS] firewall start [restart] GATEWAY...
     bitmask-root [OPTIONS] firewall stop
     bitmask-root [OPTIONS] firewall isup
+    bitmask-root [OPTIONS] firewall guard GATEWAY...
     bitmask-root [OPTIONS] fw-email start UID | stop | isup
     bitmask-root [OPTIONS] openvpn start [restart] [OPENVPN_PATH] OPENVPN_OPTIONS...
     bitmask-root openvpn stop
@@ -39,7 +42,18 @@ FIREWALL:
                        gateways; IPv4 in dotted-quad form only (not 127.1 or 1).
     stop               Remove the firewall (exit 0 also when it was not running).
     isup               Exit 0 only if the firewall is up, untouched, and planned for the
-                       network as it is now; otherwise say why and exit 1.
+                       network as it is now; otherwise say why and exit 1. Says whether a
+                       guard keeps it, or whether it is orphaned (its guard ended).
+    guard GATEWAY...   Start the firewall like start, then stay in the foreground and keep
+                       it: the table belongs to this process (nftables table flags owner and
+                       persist), so other programs cannot change or delete it and flush
+                       ruleset skips it; it is re-planned when the network changes; one log
+                       line per event on stdout. SIGTERM or SIGINT end the guard and leave
+                       the firewall up (the kernel keeps the table); a new guard takes it
+                       over, firewall stop removes it. While a guard runs, firewall start
+                       hands it the new gateways, firewall stop makes it remove the table and
+                       end, firewall isup names it. Without the table flags (Linux < 6.9)
+                       the guard re-applies the table whenever nftables changes it instead.
 
 FW-EMAIL (its own table, inet bitmask_email, independent of the firewall's):
     start UID          Let only user UID (a numeric uid, or a user name from /etc/passwd)
@@ -80,6 +94,9 @@ OPTIONS (before the command):
 ENVIRONMENT (the released bitmask-root's switches, honoured when no option says otherwise):
     UDP=1 selects 10.42.0.1, UDP set to anything else 10.41.0.1; DEBUG or TEST non-empty
     turn on --debug.
+    BITMASK_ROOT_GUARD_MODE=watch makes firewall guard watch and re-apply instead of owning
+    its table (the fallback mode, for tests); honoured only for root not run through sudo or
+    pkexec.
 
 EXIT CODES:
     0 success, 1 failure at run time (not root, the kernel refused, no usable route),
@@ -89,6 +106,7 @@ EXAMPLES:
     sudo bitmask-root firewall start 198.51.100.7 2001:db8::7
     bitmask-root --dry-run --lan off firewall start 198.51.100.7
     sudo bitmask-root firewall isup || echo \"not protected\"
+    sudo bitmask-root firewall guard 198.51.100.7      # in a systemd unit, or kept open
     sudo bitmask-root fw-email start \"$(id -u)\"
 ";
 
@@ -120,6 +138,8 @@ pub enum Command {
     FirewallStop,
     /// `firewall isup`.
     FirewallIsup,
+    /// `firewall guard`.
+    FirewallGuard(Policy),
     /// `fw-email start UID` (the raw UID word, resolved by the email module).
     EmailStart(String),
     /// `fw-email stop`.
@@ -237,6 +257,7 @@ pub fn parse(
             Command::Version
         }
         ["firewall", "start", gws @ ..] => Command::FirewallStart(firewall_policy(gws, &g, env)?),
+        ["firewall", "guard", gws @ ..] => Command::FirewallGuard(firewall_policy(gws, &g, env)?),
         ["firewall", "stop", extra @ ..] => {
             no_more(extra, "firewall stop")?;
             Command::FirewallStop
@@ -247,10 +268,14 @@ pub fn parse(
         }
         ["firewall", other, ..] => {
             return Err(usage(format!(
-                "unknown firewall command {other:?}: use start, stop or isup"
+                "unknown firewall command {other:?}: use start, stop, isup or guard"
             )))
         }
-        ["firewall"] => return Err(usage("firewall needs a command: start, stop or isup")),
+        ["firewall"] => {
+            return Err(usage(
+                "firewall needs a command: start, stop, isup or guard",
+            ))
+        }
         ["fw-email", "start", rest @ ..] => {
             let rest: Vec<&str> = rest.iter().copied().filter(|w| *w != "restart").collect();
             match rest.as_slice() {
@@ -387,7 +412,7 @@ fn need_root() -> Result<(), (u8, String)> {
 
 fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
     tokio::runtime::Builder::new_current_thread()
-        .enable_io()
+        .enable_all()
         .build()
         .map_err(|e| fail(crate::Error::Runtime(e)))
 }
@@ -409,12 +434,14 @@ pub fn run(inv: Invocation) -> Outcome {
             if inv.dry_run {
                 let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
                 print!("{text}");
+                if let Some(note) = rt.block_on(guarded::dry_run_note("start")) {
+                    eprintln!("bitmask-root: --dry-run: {note}");
+                }
                 return Ok(0);
             }
             need_root()?;
-            rt.block_on(firewall::start(&policy)).map_err(fail)?;
-            println!(
-                "bitmask-root: firewall started ({} gateway{}, DNS to {}, LAN {})",
+            let summary = format!(
+                "{} gateway{}, DNS to {}, LAN {}",
                 policy.gateways().len(),
                 if policy.gateways().len() == 1 {
                     ""
@@ -424,14 +451,56 @@ pub fn run(inv: Invocation) -> Outcome {
                 policy.resolver(),
                 policy.lan()
             );
+            if let Some(pid) = rt.block_on(guarded::start(&policy)).map_err(fail)? {
+                println!("bitmask-root: firewall started through its guard, pid {pid} ({summary})");
+                return Ok(0);
+            }
+            rt.block_on(firewall::start(&policy))
+                .map_err(|e| fail(guarded::explain(e)))?;
+            println!("bitmask-root: firewall started ({summary})");
             Ok(0)
+        }
+        Command::FirewallGuard(policy) => {
+            let rt = runtime()?;
+            if inv.dry_run {
+                let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
+                print!("{text}");
+                let note = rt
+                    .block_on(guarded::dry_run_note("guard"))
+                    .unwrap_or_else(|| "firewall guard would create this table with the table flags owner and persist and keep it".to_string());
+                eprintln!("bitmask-root: --dry-run: {note}");
+                return Ok(0);
+            }
+            need_root()?;
+            crate::engine::guard_namespace().map_err(|e| fail(e.into()))?;
+            let options = crate::firewall::guard::GuardOptions::from_env().map_err(|v| {
+                (
+                    2,
+                    format!(
+                        "{}={v:?} is not a guard mode: use owner or watch (see bitmask-root --help)",
+                        crate::firewall::guard::GUARD_MODE_ENV
+                    ),
+                )
+            })?;
+            rt.block_on(guarded::run_guard(policy, options))
         }
         Command::FirewallStop => {
             if inv.dry_run {
                 println!("delete table inet {}", crate::plan::TABLE);
+                if let Some(note) = runtime()?.block_on(guarded::dry_run_note("stop")) {
+                    eprintln!("bitmask-root: --dry-run: {note}");
+                }
                 return Ok(0);
             }
             need_root()?;
+            crate::engine::guard_namespace().map_err(|e| fail(e.into()))?;
+            if let Some((pid, removed)) = runtime()?.block_on(guarded::stop()).map_err(fail)? {
+                println!(
+                    "bitmask-root: firewall {}; its guard (pid {pid}) has ended",
+                    if removed { "stopped" } else { "was not running" }
+                );
+                return Ok(0);
+            }
             let was_up = firewall::stop().map_err(fail)?;
             println!(
                 "bitmask-root: firewall {}",
@@ -441,12 +510,18 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::FirewallIsup => {
             need_root()?;
-            let status = runtime()?.block_on(firewall::status()).map_err(fail)?;
+            let rt = runtime()?;
+            let status = rt.block_on(firewall::status()).map_err(fail)?;
+            let held = rt.block_on(guarded::protection());
+            let line = match held {
+                Some(h) => format!("{status}; {h}"),
+                None => status.to_string(),
+            };
             if status.is_up() {
-                println!("bitmask-root: {status}");
+                println!("bitmask-root: {line}");
                 Ok(0)
             } else {
-                Err((1, status.to_string()))
+                Err((1, line))
             }
         }
         Command::EmailStart(word) => {

@@ -17,6 +17,7 @@
 pub mod discovery;
 #[cfg(test)]
 mod golden_tests;
+pub mod guard;
 pub mod plan;
 pub mod policy;
 pub mod status;

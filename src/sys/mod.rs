@@ -3,10 +3,12 @@
 //! carries a `SAFETY:` comment saying why it is sound.
 //!
 //! - [`netfilter`]: what the firewall engine needs beyond the safe `nftnl` and `mnl` APIs;
+//! - [`guard`]: what the firewall guard needs (a non-blocking `flock`, the thread id);
 //! - [`openvpn`]: what the OpenVPN launcher needs beyond `std` (descriptors opened without
 //!   following links, per-thread filesystem credentials, executing the checked binary, pidfds);
 //!   the launcher is the only part of the crate that starts a process.
 
+pub mod guard;
 pub mod netfilter;
 pub mod openvpn;
 

@@ -1,0 +1,402 @@
+//! The guard's loop. It runs on a thread of its own, born in the caller's network namespace,
+//! with a single-threaded tokio runtime: the netfilter socket that owns the table is not
+//! `Send` and must live, for the guard's whole life, on the thread that opened it.
+
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc::UnboundedSender;
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{Changer, Event, Mode, Takeover, WatchReason};
+use super::netmon::NetMonitor;
+use super::nftmon::{NftMonitor, Notice};
+use super::{GuardError, GuardOptions, Started};
+use crate::error::Error;
+use crate::firewall::discovery::{self, Network};
+use crate::firewall::plan::{self, Ruleset};
+use crate::firewall::policy::Policy;
+use crate::nft::engine::{self, Applied};
+use crate::nft::readback;
+use crate::nft::transport::{Session, TableFlags, TransportError};
+
+/// A burst of network notices ends after this much quiet...
+const QUIET: Duration = Duration::from_millis(40);
+/// ...or this long after its first notice, whichever comes first.
+const MAX_DELAY: Duration = Duration::from_millis(250);
+/// After a failure, the guard tries again this much later (and at every notice).
+const RETRY: Duration = Duration::from_millis(500);
+
+/// What the guard's handle asks of the loop.
+pub(super) enum Command {
+    /// Swap the policy.
+    Update(Policy, oneshot::Sender<Result<Applied, Error>>),
+    /// Remove the table and end.
+    Stop(oneshot::Sender<Result<bool, Error>>),
+    /// End, leaving the table in place.
+    Leave,
+}
+
+/// A burst of network notices being waited out.
+struct Burst {
+    first: Instant,
+    last: Instant,
+    notices: usize,
+}
+
+impl Burst {
+    fn deadline(&self) -> Instant {
+        (self.last + QUIET).min(self.first + MAX_DELAY)
+    }
+}
+
+struct Worker {
+    session: Session,
+    policy: Policy,
+    mode: Mode,
+    flags: TableFlags,
+    net: Network,
+    current: Applied,
+    /// This thread's id: the guard's own commits carry it.
+    tid: u32,
+    nftmon: NftMonitor,
+    netmon: NetMonitor,
+    burst: Option<Burst>,
+    retry: Option<Instant>,
+    events: UnboundedSender<Event>,
+}
+
+/// The thread's body: start, report, then loop until stopped or left.
+pub(super) fn run(
+    policy: Policy,
+    options: GuardOptions,
+    ready: oneshot::Sender<Result<Started, Error>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: UnboundedSender<Event>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(Error::Runtime(e)));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (worker, started) = match Worker::start(policy, &options, events).await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let info = Started {
+            mode: worker.mode.clone(),
+            port: worker.session.portid(),
+        };
+        worker.emit(started);
+        if ready.send(Ok(info)).is_ok() {
+            worker.run(commands).await;
+        }
+    });
+}
+
+/// The mode and flags when the kernel refused the flags of `e`, if that is what it did.
+fn flags_refused(e: &engine::Error) -> Option<String> {
+    match e {
+        engine::Error::Transport(TransportError::Rejected { source, .. })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+            ) =>
+        {
+            Some(source.to_string())
+        }
+        _ => None,
+    }
+}
+
+impl Worker {
+    async fn start(
+        policy: Policy,
+        options: &GuardOptions,
+        events: UnboundedSender<Event>,
+    ) -> Result<(Worker, Event), Error> {
+        let began = Instant::now();
+        engine::guard_namespace()?;
+        // Subscribe first: nothing that happens from here on goes unseen.
+        let nftmon = NftMonitor::open(plan::TABLE).map_err(|source| GuardError::Subscribe {
+            what: "nftables notifications",
+            source,
+        })?;
+        let netmon = NetMonitor::open().map_err(|source| GuardError::Subscribe {
+            what: "network notices (rtnetlink)",
+            source,
+        })?;
+        let mut session = Session::open()?;
+        let net = discovery::discover().await?;
+        let rs = plan::plan(&policy, &net)?;
+        let before = readback::ownership(plan::TABLE)?;
+        if let Some(o) = before {
+            if o.is_owned() {
+                return Err(GuardError::OwnedElsewhere { port: o.owner }.into());
+            }
+        }
+        let replaced = Takeover::Replaced {
+            orphaned: before.is_some_and(|o| o.is_orphaned()),
+        };
+        let takeover = if before.is_some() {
+            replaced
+        } else {
+            Takeover::Created
+        };
+        let watch = |session: &mut Session, reason| -> Result<_, Error> {
+            let applied = engine::apply_in(session, &rs, TableFlags::NONE)?;
+            Ok((Mode::Watch(reason), TableFlags::NONE, takeover, applied))
+        };
+        let (mode, flags, takeover, current) = if options.watch_only {
+            watch(&mut session, WatchReason::Asked)?
+        } else if let Some(applied) =
+            engine::adopt_in(&mut session, &rs, TableFlags::OWNER_PERSIST)?
+        {
+            (
+                Mode::Owner,
+                TableFlags::OWNER_PERSIST,
+                Takeover::Adopted,
+                applied,
+            )
+        } else {
+            match engine::apply_in(&mut session, &rs, TableFlags::OWNER_PERSIST) {
+                Ok(applied) => (Mode::Owner, TableFlags::OWNER_PERSIST, takeover, applied),
+                Err(e) => match flags_refused(&e) {
+                    Some(why) => watch(&mut session, WatchReason::Unsupported(why))?,
+                    None => return Err(e.into()),
+                },
+            }
+        };
+        if mode == Mode::Owner {
+            let port = session.portid();
+            match readback::ownership(plan::TABLE)? {
+                Some(o) if o.is_owned() && o.owner == Some(port) => {}
+                other => {
+                    return Err(GuardError::NotOwned(format!(
+                        "it lists {other:?}, this guard's socket is port {port}"
+                    ))
+                    .into())
+                }
+            }
+        }
+        let started = Event::Started {
+            mode: mode.clone(),
+            takeover,
+            applied: current.clone(),
+            took: began.elapsed(),
+        };
+        Ok((
+            Worker {
+                session,
+                policy,
+                mode,
+                flags,
+                net,
+                current,
+                tid: crate::sys::guard::thread_id(),
+                nftmon,
+                netmon,
+                burst: None,
+                retry: None,
+                events,
+            },
+            started,
+        ))
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.unbounded_send(e);
+    }
+
+    fn error(&mut self, what: String) {
+        self.retry = Some(Instant::now() + RETRY);
+        self.emit(Event::Error {
+            what: format!("{what}; the table in place stays, retrying"),
+        });
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let far = || Instant::now() + Duration::from_secs(3600);
+        loop {
+            let deadline = self.burst.as_ref().map(Burst::deadline);
+            let retry = self.retry;
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Leave) => {
+                        self.emit(Event::Left { mode: self.mode.clone() });
+                        return;
+                    }
+                    Some(Command::Update(policy, reply)) => {
+                        let began = Instant::now();
+                        let r = self.update(policy);
+                        if let Ok(applied) = &r {
+                            self.emit(Event::Updated { applied: applied.clone(), took: began.elapsed() });
+                        }
+                        let _ = reply.send(r);
+                    }
+                    Some(Command::Stop(reply)) => {
+                        match engine::remove_in(&mut self.session, plan::TABLE) {
+                            Ok(removed) => {
+                                self.emit(Event::Stopped { removed });
+                                let _ = reply.send(Ok(removed));
+                                return;
+                            }
+                            Err(e) => {
+                                let e = Error::from(e);
+                                self.emit(Event::Error { what: format!("could not remove the table ({e}); the guard keeps it") });
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                    }
+                },
+                notice = self.netmon.next() => {
+                    if notice.is_none() {
+                        // The subscription ended: subscribe again and read the network anew.
+                        match NetMonitor::open() {
+                            Ok(m) => self.netmon = m,
+                            Err(e) => self.error(format!("network notices stopped and could not be resubscribed ({e})")),
+                        }
+                    }
+                    let now = Instant::now();
+                    match &mut self.burst {
+                        Some(b) => { b.last = now; b.notices += 1; }
+                        None => self.burst = Some(Burst { first: now, last: now, notices: 1 }),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far).into()), if deadline.is_some() => {
+                    if let Some(b) = self.burst.take() {
+                        self.replan(b).await;
+                    }
+                }
+                notices = self.nftmon.next() => match notices {
+                    Ok(list) => {
+                        for n in list {
+                            self.on_nft(n);
+                        }
+                    }
+                    Err(e) => {
+                        match NftMonitor::open(plan::TABLE) {
+                            Ok(m) => self.nftmon = m,
+                            Err(e2) => self.error(format!("nftables notifications failed ({e}) and could not be resubscribed ({e2})")),
+                        }
+                        self.check(Changer::default(), true);
+                    }
+                },
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(far).into()), if retry.is_some() => {
+                    self.retry = None;
+                    let now = Instant::now();
+                    self.replan(Burst { first: now, last: now, notices: 0 }).await;
+                    if self.retry.is_none() {
+                        self.check(Changer::default(), false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `rs` through the owning session.
+    fn apply(&mut self, rs: &Ruleset) -> Result<Applied, Error> {
+        let applied = engine::apply_in(&mut self.session, rs, self.flags)?;
+        self.current = applied.clone();
+        Ok(applied)
+    }
+
+    fn update(&mut self, policy: Policy) -> Result<Applied, Error> {
+        let rs = plan::plan(&policy, &self.net)?;
+        let applied = self.apply(&rs)?;
+        self.policy = policy;
+        Ok(applied)
+    }
+
+    /// Reads the network again after a burst of notices, and re-applies if the plan changed.
+    async fn replan(&mut self, burst: Burst) {
+        match discovery::discover().await {
+            Ok(net) => self.net = net,
+            Err(e) => return self.error(format!("could not read the network ({e})")),
+        }
+        let rs = match plan::plan(&self.policy, &self.net) {
+            Ok(rs) => rs,
+            Err(e) => return self.error(format!("no plan fits the network as it is now ({e})")),
+        };
+        let comment = match engine::comment_of(&rs) {
+            Ok((c, _)) => c,
+            Err(e) => return self.error(Error::from(e).to_string()),
+        };
+        let replanned = if comment == self.current.comment {
+            None
+        } else {
+            match self.apply(&rs) {
+                Ok(a) => Some(a),
+                Err(e) => return self.error(format!("could not apply the new plan ({e})")),
+            }
+        };
+        if burst.notices > 0 {
+            self.emit(Event::NetworkChanged {
+                notices: burst.notices,
+                replanned,
+                took: burst.first.elapsed(),
+            });
+        }
+    }
+
+    fn on_nft(&mut self, notice: Notice) {
+        match notice {
+            Notice::Commit { by, .. } if by.pid == Some(self.tid) => {}
+            Notice::Commit { by, touched } => self.check(by, touched),
+            Notice::Lost => self.check(Changer::default(), true),
+        }
+    }
+
+    /// Reads the table back after another program's commit; puts it back if it changed.
+    /// Reports the commit when `report` or when anything had to be done.
+    fn check(&mut self, by: Changer, report: bool) {
+        let began = Instant::now();
+        let kernel = match readback::read_table(plan::TABLE) {
+            Ok(k) => k,
+            Err(e) => return self.error(format!("could not read the table back ({e})")),
+        };
+        let what = match &kernel {
+            Some(k)
+                if k.comment.as_deref() == Some(self.current.comment.as_str())
+                    && k.snapshot.fingerprint() == self.current.fingerprint =>
+            {
+                if report || by.pid.is_some() {
+                    self.emit(Event::Intact { by });
+                }
+                return;
+            }
+            None => "it was deleted".to_string(),
+            Some(k) if k.comment.as_deref() != Some(self.current.comment.as_str()) => {
+                "its comment was changed".to_string()
+            }
+            Some(k) => match plan::plan(&self.policy, &self.net)
+                .ok()
+                .and_then(|rs| readback::snapshot_of(&rs).ok())
+            {
+                Some(expected) => k.snapshot.describe_difference(&expected),
+                None => "its rules were changed".to_string(),
+            },
+        };
+        let rs = match plan::plan(&self.policy, &self.net) {
+            Ok(rs) => rs,
+            Err(e) => return self.error(format!("no plan to repair the table with ({e})")),
+        };
+        match self.apply(&rs) {
+            Ok(applied) => self.emit(Event::Repaired {
+                by,
+                what,
+                applied,
+                took: began.elapsed(),
+            }),
+            Err(e) => self.error(format!("could not repair the table ({e})")),
+        }
+    }
+}
