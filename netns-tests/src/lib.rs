@@ -13,7 +13,8 @@
 //! * [`probe`] has listeners that count arrivals where they land ([`probe::udp::UdpListener`],
 //!   [`probe::tcp::TcpListener`], [`probe::icmp::EchoCounter`], [`probe::dns::DnsResponder`],
 //!   [`probe::tap::Tap`]) and bounded senders.
-//! * [`BitmaskRoot`] runs the binary under test in a namespace; [`nft`] reads rulesets.
+//! * [`BitmaskRoot`] runs the binary under test in a namespace ([`GuardProcess`]: a running
+//!   `firewall guard` and its log); [`nft`] reads rulesets.
 //! * [`report::Case`] records a leak-matrix case for the markdown report.
 //!
 //! See `README.md` in this crate for a guide. Everything needs root (CAP_SYS_ADMIN and
@@ -25,6 +26,7 @@ pub mod addr;
 pub mod bitmask;
 pub mod cmd;
 pub mod error;
+pub mod guard;
 pub mod names;
 pub mod netns;
 pub mod nft;
@@ -36,6 +38,7 @@ pub mod topology;
 pub use bitmask::BitmaskRoot;
 pub use cmd::{CmdOutput, Running};
 pub use error::{Error, Result};
+pub use guard::GuardProcess;
 pub use netns::{Netns, NsThread};
 pub use probe::SendOpts;
 pub use topology::{Topology, TopologyBuilder};

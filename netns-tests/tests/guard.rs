@@ -1,0 +1,492 @@
+//! `bitmask-root firewall guard` against the real kernel, in throwaway namespaces: the table
+//! holds against other programs (nftables table flags owner and persist), follows the network,
+//! survives the guard's death, and the other commands keep their meaning while it runs.
+//!
+//! Packets are counted where they land. Floods are bounded: one datagram per millisecond, at
+//! most a few thousand.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use netns_tests::addr::*;
+use netns_tests::guard::{GuardProcess, GUARD_MODE_ENV};
+use netns_tests::probe::tcp::{tcp_connect, ConnectOutcome, TcpListener};
+use netns_tests::probe::udp::{udp_send, UdpListener, UdpStream};
+use netns_tests::{nft, BitmaskRoot, Netns, SendOpts, Topology};
+
+/// How long a guard gets to print a line it should print.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+/// The flood's interval and bound: one datagram per ms for at most 20 s.
+const FLOOD_EVERY: Duration = Duration::from_millis(1);
+const FLOOD_MAX: usize = 20_000;
+
+fn bin() -> BitmaskRoot {
+    BitmaskRoot::from_env().expect("the bitmask-root binary (cargo build, or BITMASK_ROOT_BIN)")
+}
+
+fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+fn gw() -> IpAddr {
+    IpAddr::V4(GATEWAY_V4)
+}
+
+fn connect(ns: &Netns, to: SocketAddr) -> ConnectOutcome {
+    let opts = SendOpts {
+        timeout: Some(Duration::from_millis(700)),
+        ..SendOpts::default()
+    };
+    tcp_connect(ns, to, b"probe", &opts).expect("tcp probe")
+}
+
+/// A UDP listener on the internet host, and proof that the path works without a firewall.
+fn internet_listener(t: &Topology) -> UdpListener {
+    let l = UdpListener::start(t.internet(), sa(INTERNET_HOST_V4, 9)).expect("listener");
+    udp_send(
+        t.client(),
+        sa(INTERNET_HOST_V4, 9),
+        b"baseline",
+        &SendOpts::default(),
+    )
+    .expect("send");
+    assert_eq!(
+        l.wait_for(1, Duration::from_secs(2)),
+        1,
+        "without a firewall the internet host must be reachable, or the test proves nothing"
+    );
+    l.clear();
+    l
+}
+
+/// A bounded flood from the client to the internet host.
+fn flood(t: &Topology) -> UdpStream {
+    UdpStream::start(
+        t.client(),
+        sa(INTERNET_HOST_V4, 9),
+        b"flood",
+        FLOOD_EVERY,
+        FLOOD_MAX,
+        &SendOpts::default(),
+    )
+    .expect("flood")
+}
+
+fn table(ns: &Netns) -> Option<String> {
+    nft::table(ns, "inet", "bitmask").expect("nft list table")
+}
+
+fn run(ns: &Netns, args: &[&str]) -> netns_tests::CmdOutput {
+    bin().run(ns, args).expect("bitmask-root")
+}
+
+/// `nft ARGS` in `ns` (exit code and stderr, whatever they are).
+fn nft_try(ns: &Netns, args: &[&str]) -> netns_tests::CmdOutput {
+    ns.exec("nft", args).expect("nft")
+}
+
+/// The control socket path of the guard of namespace `ns`.
+fn socket_path(ns: &Netns) -> std::path::PathBuf {
+    let m = std::fs::metadata(ns.path()).expect("stat the namespace");
+    std::path::PathBuf::from(format!(
+        "/run/bitmask-root/guard/net-{}-{}.sock",
+        m.dev(),
+        m.ino()
+    ))
+}
+
+fn isup(ns: &Netns) -> netns_tests::CmdOutput {
+    run(ns, &["firewall", "isup"])
+}
+
+fn log_of(g: &GuardProcess) -> String {
+    g.lines().join("\n")
+}
+
+#[test]
+fn flush_delete_and_nft_file_from_other_programs_change_nothing_and_nothing_leaks() {
+    let t = Topology::builder().build().expect("topology");
+    let host = internet_listener(&t);
+    // Another program's table, so that `flush ruleset` has something to commit (as on a real
+    // system; with only an owned table left, a flush commits nothing and nobody is told).
+    nft::apply(
+        t.client(),
+        "table inet other {\n chain c {\n type filter hook output priority 10; policy accept;\n }\n}\n",
+    )
+    .expect("a foreign table");
+    let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    assert!(log_of(&g).contains("mode owner"), "{}", log_of(&g));
+    let before = table(t.client()).expect("the guarded table");
+    assert!(before.contains("flags owner"), "{before}");
+
+    let stream = flood(&t);
+    std::thread::sleep(Duration::from_millis(100));
+    let flushed = nft_try(t.client(), &["flush", "ruleset"]);
+    assert!(flushed.success(), "nft flush ruleset: {}", flushed.stderr);
+    let deleted = nft_try(t.client(), &["delete", "table", "inet", "bitmask"]);
+    assert!(
+        !deleted.success() && deleted.stderr.contains("Operation not permitted"),
+        "nft delete table must be refused by the kernel: {deleted:?}"
+    );
+    let flushed_chain = nft_try(t.client(), &["flush", "chain", "inet", "bitmask", "output"]);
+    assert!(!flushed_chain.success(), "{flushed_chain:?}");
+    nft::apply(
+        t.client(),
+        "flush ruleset\ntable inet firewall {\n chain output {\n type filter hook output priority 0; policy accept;\n }\n}\n",
+    )
+    .expect("nft -f with flush ruleset");
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = stream.stop().expect("flood");
+
+    assert!(sent.sent + sent.failed > 50, "the flood ran: {sent:?}");
+    assert_eq!(host.count(), 0, "packets leaked to the internet host");
+    assert_eq!(table(t.client()).as_deref(), Some(before.as_str()), "the table changed");
+    assert!(
+        nft::tables(t.client()).expect("tables").contains(&"inet firewall".to_string()),
+        "the other program's nft -f took effect"
+    );
+    // Both committed changes were seen and reported; the refused ones committed nothing.
+    let intact = g.wait_for_count(2, LOG_WAIT, |l| l.contains("guard: intact: nftables changed by pid"));
+    assert!(intact >= 2, "{}", log_of(&g));
+    assert_eq!(g.count(|l| l.contains("repaired")), 0, "{}", log_of(&g));
+    let up = isup(t.client());
+    assert_eq!(up.code, Some(0), "{up:?}");
+    assert!(up.stdout.contains("guarded by pid"), "{up:?}");
+}
+
+/// Moves the client's uplink from 192.168.1.0/24 to 10.9.8.0/24 (new address, new default
+/// route); the router answers on both.
+fn roam(t: &Topology) {
+    t.client()
+        .ip_batch(&[
+            "addr del 192.168.1.2/24 dev eth0".to_string(),
+            "addr add 10.9.8.2/24 dev eth0".to_string(),
+            "route replace default via 10.9.8.1 dev eth0".to_string(),
+        ])
+        .expect("roam");
+}
+
+#[test]
+fn roaming_re_plans_the_lan_within_a_second_and_a_new_uplink_stays_blocked() {
+    let t = Topology::builder()
+        .second_uplink(true)
+        .build()
+        .expect("topology");
+    // The second uplink is not there yet: it appears while the guard runs.
+    t.client()
+        .ip_batch(&[
+            "route del default via 192.168.2.1 dev eth1".to_string(),
+            "route del default via fd00:2::1 dev eth1".to_string(),
+            "addr flush dev eth1".to_string(),
+            "link set eth1 down".to_string(),
+        ])
+        .expect("second uplink away");
+    t.router()
+        .ip(&["addr", "add", "10.9.8.1/24", "dev", "lan0"])
+        .expect("router address");
+    let _old_lan = TcpListener::start(t.router(), sa(ROUTER_LAN_V4, 8080)).expect("listen");
+    let _new_lan = TcpListener::start(t.router(), sa([10, 9, 8, 1], 8081)).expect("listen");
+    let host = internet_listener(&t);
+    let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    assert_eq!(connect(t.client(), sa(ROUTER_LAN_V4, 8080)), ConnectOutcome::Connected);
+    assert_eq!(
+        connect(t.client(), sa([10, 9, 8, 1], 8081)),
+        ConnectOutcome::Refused,
+        "not the LAN yet"
+    );
+
+    roam(&t);
+    // The bound: within one second of the change the new LAN is open, the old closed.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        connect(t.client(), sa([10, 9, 8, 1], 8081)),
+        ConnectOutcome::Connected,
+        "the new LAN must be reachable: {}",
+        log_of(&g)
+    );
+    assert_eq!(
+        connect(t.client(), sa(ROUTER_LAN_V4, 8080)),
+        ConnectOutcome::Refused,
+        "the old LAN must be closed: {}",
+        log_of(&g)
+    );
+    let table_now = table(t.client()).expect("table");
+    assert!(table_now.contains("oifname \"eth0\" ip daddr 10.9.8.0/24 accept"), "{table_now}");
+    assert!(!table_now.contains("192.168.1.0/24"), "{table_now}");
+    let up = isup(t.client());
+    assert_eq!(up.code, Some(0), "isup after roaming: {up:?}");
+    assert!(g.count(|l| l.contains("re-planned")) >= 1, "{}", log_of(&g));
+
+    // A second uplink appears and takes the default route: its LAN opens, the internet
+    // through it stays blocked.
+    let stream = flood(&t);
+    t.client()
+        .ip_batch(&[
+            "link set eth1 up".to_string(),
+            "addr add 192.168.2.2/24 dev eth1".to_string(),
+            "route replace default via 192.168.2.1 dev eth1".to_string(),
+        ])
+        .expect("second uplink");
+    let _lan2 = TcpListener::start(t.router2().expect("router2"), sa(ROUTER2_LAN_V4, 8082))
+        .expect("listen");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        connect(t.client(), sa(ROUTER2_LAN_V4, 8082)),
+        ConnectOutcome::Connected,
+        "the second uplink's LAN: {}",
+        log_of(&g)
+    );
+    let via_eth1 = SendOpts {
+        timeout: Some(Duration::from_millis(700)),
+        ..SendOpts::device("eth1")
+    };
+    let _web = TcpListener::start(t.internet(), sa(INTERNET_HOST_V4, 80)).expect("listen");
+    assert_eq!(
+        tcp_connect(t.client(), sa(INTERNET_HOST_V4, 80), b"x", &via_eth1).expect("tcp"),
+        ConnectOutcome::Refused
+    );
+    let sent = stream.stop().expect("flood");
+    assert!(sent.sent + sent.failed > 50, "{sent:?}");
+    assert_eq!(host.count(), 0, "packets leaked through the new uplink");
+    assert_eq!(isup(t.client()).code, Some(0));
+}
+
+#[test]
+fn a_burst_of_50_address_changes_gives_a_few_applies_and_no_leak() {
+    let t = Topology::builder().build().expect("topology");
+    let host = internet_listener(&t);
+    let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    let stream = flood(&t);
+    let mut lines = Vec::new();
+    for i in 0..25 {
+        lines.push(format!("addr add 10.77.{i}.2/24 dev eth0"));
+    }
+    for i in 0..25 {
+        lines.push(format!("addr del 10.77.{i}.2/24 dev eth0"));
+    }
+    lines.push("addr add 10.78.0.2/24 dev eth0".to_string());
+    t.client().ip_batch(&lines).expect("burst");
+    // Wait until the guard has read the network after the burst and applied its final state.
+    let planned = g.wait_for(
+        |l| l.contains("network: changed") && l.contains("re-planned"),
+        LOG_WAIT,
+    );
+    assert!(planned.is_some(), "{}", log_of(&g));
+    std::thread::sleep(Duration::from_millis(600));
+    let sent = stream.stop().expect("flood");
+    let applies = g.count(|l| l.contains("re-planned"));
+    assert!(
+        (1..=3).contains(&applies),
+        "51 changes in a burst gave {applies} applies:\n{}",
+        log_of(&g)
+    );
+    assert!(sent.sent + sent.failed > 50, "{sent:?}");
+    assert_eq!(host.count(), 0, "packets leaked during the burst");
+    let now = table(t.client()).expect("table");
+    assert!(now.contains("10.78.0.0/24") && !now.contains("10.77."), "{now}");
+    assert_eq!(isup(t.client()).code, Some(0));
+}
+
+#[test]
+fn kill_9_leaves_the_table_blocking_and_a_new_guard_adopts_it_with_no_window() {
+    let t = Topology::builder().build().expect("topology");
+    let host = internet_listener(&t);
+    let mut first = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    let stream = flood(&t);
+    std::thread::sleep(Duration::from_millis(100));
+    first.signal(libc::SIGKILL).expect("kill -9");
+    let (code, _) = first.finish(Duration::from_secs(5)).expect("reap");
+    assert_eq!(code, None, "killed by a signal");
+    std::thread::sleep(Duration::from_millis(200));
+    let orphan = table(t.client()).expect("the table stays after kill -9");
+    let up = isup(t.client());
+    assert_eq!(up.code, Some(0), "{up:?}");
+    assert!(up.stdout.contains("orphaned"), "{up:?}");
+
+    // A new guard with the same policy adopts the table as it is...
+    let second = bin().guard(t.client(), &[], &[gw()], &[]).expect("second guard");
+    assert!(log_of(&second).contains("adopted the orphaned table"), "{}", log_of(&second));
+    assert!(
+        table(t.client()).expect("table").contains("flags owner"),
+        "owned again"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = stream.stop().expect("flood");
+    assert!(sent.sent + sent.failed > 50, "{sent:?}");
+    assert_eq!(host.count(), 0, "packets leaked across the guard's death and the adoption");
+    assert!(orphan.contains("bitmask-root firewall"), "{orphan}");
+    drop(second); // SIGKILL again: orphaned again.
+
+    // A guard with other gateways replaces the orphan in one transaction: no window either.
+    let stream = flood(&t);
+    std::thread::sleep(Duration::from_millis(100));
+    let third = bin()
+        .guard(t.client(), &[], &[IpAddr::V4(gateway_v4(2))], &[])
+        .expect("third guard");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        log_of(&third).contains("replaced the orphaned table"),
+        "{}",
+        log_of(&third)
+    );
+    let sent = stream.stop().expect("flood");
+    assert!(sent.sent + sent.failed > 50, "{sent:?}");
+    assert_eq!(host.count(), 0, "packets leaked across the replacement");
+    drop(third);
+
+    // firewall stop removes the orphan; then traffic flows again.
+    let out = run(t.client(), &["firewall", "stop"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(table(t.client()), None);
+    udp_send(t.client(), sa(INTERNET_HOST_V4, 9), b"after", &SendOpts::default())
+        .expect("send");
+    assert_eq!(host.wait_for(1, Duration::from_secs(2)), 1, "after stop");
+}
+
+#[test]
+fn start_and_stop_go_through_the_guard_and_stale_sockets_are_ignored() {
+    let gw2 = IpAddr::V4(gateway_v4(2));
+    let t = Topology::builder()
+        .gateways(&[gw(), gw2])
+        .build()
+        .expect("topology");
+    let _l1 = TcpListener::start(t.internet(), sa(GATEWAY_V4, 443)).expect("listen");
+    let _l2 = TcpListener::start(t.internet(), sa(gw2, 443)).expect("listen");
+    let mut g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    assert_eq!(connect(t.client(), sa(GATEWAY_V4, 443)), ConnectOutcome::Connected);
+    assert_eq!(connect(t.client(), sa(gw2, 443)), ConnectOutcome::Refused);
+
+    // A second guard is refused and changes nothing.
+    let second = run(t.client(), &["firewall", "guard", &gw2.to_string()]);
+    assert_eq!(second.code, Some(1), "{second:?}");
+    assert!(second.stderr.contains("already runs"), "{second:?}");
+
+    // firewall start hands the new gateways to the guard.
+    let out = run(t.client(), &["firewall", "start", &gw2.to_string()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("through its guard"), "{out:?}");
+    assert!(g.wait_for(|l| l.contains("guard: updated:"), LOG_WAIT).is_some());
+    assert_eq!(connect(t.client(), sa(gw2, 443)), ConnectOutcome::Connected);
+    assert_eq!(connect(t.client(), sa(GATEWAY_V4, 443)), ConnectOutcome::Refused);
+    assert!(table(t.client()).expect("table").contains("flags owner"));
+    // A bad gateway is still a usage error, and changes nothing.
+    let bad = run(t.client(), &["firewall", "start", "127.1"]);
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+
+    // firewall stop makes it remove the table and end, exit 0 both.
+    let out = run(t.client(), &["firewall", "stop"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("its guard"), "{out:?}");
+    let (code, stderr) = g.finish(Duration::from_secs(5)).expect("guard exit");
+    assert_eq!(code, Some(0), "guard: {stderr}; {}", log_of(&g));
+    assert_eq!(table(t.client()), None);
+    assert!(!socket_path(t.client()).exists(), "the guard removes its socket");
+    assert_eq!(isup(t.client()).code, Some(1));
+
+    // A guard killed with SIGKILL leaves its socket file behind: it is detected and ignored.
+    let mut g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    g.signal(libc::SIGKILL).expect("kill -9");
+    g.finish(Duration::from_secs(5)).expect("reap");
+    assert!(socket_path(t.client()).exists(), "a killed guard leaves its socket");
+    let out = run(t.client(), &["firewall", "start", &gw2.to_string()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(!out.stdout.contains("guard"), "no guard runs: {out:?}");
+    assert!(!socket_path(t.client()).exists(), "the stale socket was removed");
+    assert_eq!(connect(t.client(), sa(gw2, 443)), ConnectOutcome::Connected);
+
+    // A socket file nobody listens on (as after a crash) does not stop a new guard either.
+    {
+        let l = std::os::unix::net::UnixListener::bind(socket_path(t.client())).expect("bind");
+        drop(l);
+    }
+    assert!(socket_path(t.client()).exists());
+    let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard over a stale socket");
+    let up = isup(t.client());
+    assert_eq!(up.code, Some(0), "{up:?}");
+    assert!(up.stdout.contains(&format!("guarded by pid {}", g.pid())), "{up:?}");
+    let out = run(t.client(), &["firewall", "stop"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(table(t.client()), None);
+}
+
+#[test]
+fn sigterm_ends_the_guard_with_exit_0_and_leaves_the_firewall_up() {
+    let t = Topology::builder().build().expect("topology");
+    let host = internet_listener(&t);
+    let mut g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    g.signal(libc::SIGTERM).expect("SIGTERM");
+    let (code, stderr) = g.finish(Duration::from_secs(5)).expect("exit");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(log_of(&g).contains("guard: left:"), "{}", log_of(&g));
+    assert!(table(t.client()).is_some(), "the firewall stays up");
+    udp_send(t.client(), sa(INTERNET_HOST_V4, 9), b"x", &SendOpts::default()).expect("send");
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(host.count(), 0);
+    let up = isup(t.client());
+    assert!(up.stdout.contains("orphaned"), "{up:?}");
+    assert_eq!(run(t.client(), &["firewall", "stop"]).code, Some(0));
+}
+
+#[test]
+fn the_watch_mode_repairs_a_flushed_or_deleted_table() {
+    let t = Topology::builder().build().expect("topology");
+    let g = bin()
+        .guard(t.client(), &[], &[gw()], &[(GUARD_MODE_ENV, "watch")])
+        .expect("guard");
+    assert!(log_of(&g).contains("mode watch"), "{}", log_of(&g));
+    let before = table(t.client()).expect("table");
+    assert!(!before.contains("flags"), "no table flags in watch mode: {before}");
+
+    assert!(nft_try(t.client(), &["flush", "ruleset"]).success());
+    assert_eq!(
+        g.wait_for_count(1, LOG_WAIT, |l| l.contains("guard: repaired:")),
+        1,
+        "{}",
+        log_of(&g)
+    );
+    assert!(nft_try(t.client(), &["delete", "table", "inet", "bitmask"]).success());
+    assert_eq!(
+        g.wait_for_count(2, LOG_WAIT, |l| l.contains("guard: repaired:")),
+        2,
+        "{}",
+        log_of(&g)
+    );
+    assert!(nft_try(t.client(), &["flush", "chain", "inet", "bitmask", "output"]).success());
+    assert_eq!(
+        g.wait_for_count(3, LOG_WAIT, |l| l.contains("guard: repaired:")),
+        3,
+        "{}",
+        log_of(&g)
+    );
+    // Let a repair that is still being verified finish before comparing.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(table(t.client()).as_deref(), Some(before.as_str()));
+    let up = isup(t.client());
+    assert_eq!(up.code, Some(0), "{up:?}");
+    assert!(up.stdout.contains("mode watch"), "{up:?}");
+}
+
+#[test]
+fn dry_run_says_when_the_table_is_guarded_or_orphaned() {
+    let t = Topology::builder().build().expect("topology");
+    let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
+    let out = run(t.client(), &["--dry-run", "firewall", "stop"]);
+    assert_eq!(out.code, Some(0));
+    assert_eq!(out.stdout, "delete table inet bitmask\n");
+    assert!(out.stderr.contains(&format!("a guard (pid {})", g.pid())), "{out:?}");
+    let out = run(
+        t.client(),
+        &["--dry-run", "firewall", "start", &GATEWAY_V4.to_string()],
+    );
+    assert!(out.stdout.starts_with("table inet bitmask {"), "{out:?}");
+    assert!(out.stderr.contains("would hand it this policy"), "{out:?}");
+    drop(g); // SIGKILL: the table is orphaned.
+    let out = run(
+        t.client(),
+        &["--dry-run", "firewall", "guard", &GATEWAY_V4.to_string()],
+    );
+    assert!(out.stderr.contains("orphaned"), "{out:?}");
+    assert!(socket_path(t.client()).exists(), "--dry-run removes nothing");
+    assert_eq!(run(t.client(), &["firewall", "stop"]).code, Some(0));
+}
