@@ -497,7 +497,11 @@ pub fn run(inv: Invocation) -> Outcome {
             if let Some((pid, removed)) = runtime()?.block_on(guarded::stop()).map_err(fail)? {
                 println!(
                     "bitmask-root: firewall {}; its guard (pid {pid}) has ended",
-                    if removed { "stopped" } else { "was not running" }
+                    if removed {
+                        "stopped"
+                    } else {
+                        "was not running"
+                    }
                 );
                 return Ok(0);
             }

@@ -65,8 +65,7 @@ impl BitmaskRoot {
             stdout: out,
             stderr: err,
         };
-        if g
-            .wait_for(|l| l.contains("guard: started:"), Duration::from_secs(10))
+        if g.wait_for(|l| l.contains("guard: started:"), Duration::from_secs(10))
             .is_none()
         {
             let (code, stderr) = g.finish(Duration::from_secs(2))?;

@@ -141,13 +141,21 @@ fn flush_delete_and_nft_file_from_other_programs_change_nothing_and_nothing_leak
 
     assert!(sent.sent + sent.failed > 50, "the flood ran: {sent:?}");
     assert_eq!(host.count(), 0, "packets leaked to the internet host");
-    assert_eq!(table(t.client()).as_deref(), Some(before.as_str()), "the table changed");
+    assert_eq!(
+        table(t.client()).as_deref(),
+        Some(before.as_str()),
+        "the table changed"
+    );
     assert!(
-        nft::tables(t.client()).expect("tables").contains(&"inet firewall".to_string()),
+        nft::tables(t.client())
+            .expect("tables")
+            .contains(&"inet firewall".to_string()),
         "the other program's nft -f took effect"
     );
     // Both committed changes were seen and reported; the refused ones committed nothing.
-    let intact = g.wait_for_count(2, LOG_WAIT, |l| l.contains("guard: intact: nftables changed by pid"));
+    let intact = g.wait_for_count(2, LOG_WAIT, |l| {
+        l.contains("guard: intact: nftables changed by pid")
+    });
     assert!(intact >= 2, "{}", log_of(&g));
     assert_eq!(g.count(|l| l.contains("repaired")), 0, "{}", log_of(&g));
     let up = isup(t.client());
@@ -189,7 +197,10 @@ fn roaming_re_plans_the_lan_within_a_second_and_a_new_uplink_stays_blocked() {
     let _new_lan = TcpListener::start(t.router(), sa([10, 9, 8, 1], 8081)).expect("listen");
     let host = internet_listener(&t);
     let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
-    assert_eq!(connect(t.client(), sa(ROUTER_LAN_V4, 8080)), ConnectOutcome::Connected);
+    assert_eq!(
+        connect(t.client(), sa(ROUTER_LAN_V4, 8080)),
+        ConnectOutcome::Connected
+    );
     assert_eq!(
         connect(t.client(), sa([10, 9, 8, 1], 8081)),
         ConnectOutcome::Refused,
@@ -212,7 +223,10 @@ fn roaming_re_plans_the_lan_within_a_second_and_a_new_uplink_stays_blocked() {
         log_of(&g)
     );
     let table_now = table(t.client()).expect("table");
-    assert!(table_now.contains("oifname \"eth0\" ip daddr 10.9.8.0/24 accept"), "{table_now}");
+    assert!(
+        table_now.contains("oifname \"eth0\" ip daddr 10.9.8.0/24 accept"),
+        "{table_now}"
+    );
     assert!(!table_now.contains("192.168.1.0/24"), "{table_now}");
     let up = isup(t.client());
     assert_eq!(up.code, Some(0), "isup after roaming: {up:?}");
@@ -284,7 +298,10 @@ fn a_burst_of_50_address_changes_gives_a_few_applies_and_no_leak() {
     assert!(sent.sent + sent.failed > 50, "{sent:?}");
     assert_eq!(host.count(), 0, "packets leaked during the burst");
     let now = table(t.client()).expect("table");
-    assert!(now.contains("10.78.0.0/24") && !now.contains("10.77."), "{now}");
+    assert!(
+        now.contains("10.78.0.0/24") && !now.contains("10.77."),
+        "{now}"
+    );
     assert_eq!(isup(t.client()).code, Some(0));
 }
 
@@ -305,8 +322,14 @@ fn kill_9_leaves_the_table_blocking_and_a_new_guard_adopts_it_with_no_window() {
     assert!(up.stdout.contains("orphaned"), "{up:?}");
 
     // A new guard with the same policy adopts the table as it is...
-    let second = bin().guard(t.client(), &[], &[gw()], &[]).expect("second guard");
-    assert!(log_of(&second).contains("adopted the orphaned table"), "{}", log_of(&second));
+    let second = bin()
+        .guard(t.client(), &[], &[gw()], &[])
+        .expect("second guard");
+    assert!(
+        log_of(&second).contains("adopted the orphaned table"),
+        "{}",
+        log_of(&second)
+    );
     assert!(
         table(t.client()).expect("table").contains("flags owner"),
         "owned again"
@@ -314,7 +337,11 @@ fn kill_9_leaves_the_table_blocking_and_a_new_guard_adopts_it_with_no_window() {
     std::thread::sleep(Duration::from_millis(100));
     let sent = stream.stop().expect("flood");
     assert!(sent.sent + sent.failed > 50, "{sent:?}");
-    assert_eq!(host.count(), 0, "packets leaked across the guard's death and the adoption");
+    assert_eq!(
+        host.count(),
+        0,
+        "packets leaked across the guard's death and the adoption"
+    );
     assert!(orphan.contains("bitmask-root firewall"), "{orphan}");
     drop(second); // SIGKILL again: orphaned again.
 
@@ -339,8 +366,13 @@ fn kill_9_leaves_the_table_blocking_and_a_new_guard_adopts_it_with_no_window() {
     let out = run(t.client(), &["firewall", "stop"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(table(t.client()), None);
-    udp_send(t.client(), sa(INTERNET_HOST_V4, 9), b"after", &SendOpts::default())
-        .expect("send");
+    udp_send(
+        t.client(),
+        sa(INTERNET_HOST_V4, 9),
+        b"after",
+        &SendOpts::default(),
+    )
+    .expect("send");
     assert_eq!(host.wait_for(1, Duration::from_secs(2)), 1, "after stop");
 }
 
@@ -354,7 +386,10 @@ fn start_and_stop_go_through_the_guard_and_stale_sockets_are_ignored() {
     let _l1 = TcpListener::start(t.internet(), sa(GATEWAY_V4, 443)).expect("listen");
     let _l2 = TcpListener::start(t.internet(), sa(gw2, 443)).expect("listen");
     let mut g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
-    assert_eq!(connect(t.client(), sa(GATEWAY_V4, 443)), ConnectOutcome::Connected);
+    assert_eq!(
+        connect(t.client(), sa(GATEWAY_V4, 443)),
+        ConnectOutcome::Connected
+    );
     assert_eq!(connect(t.client(), sa(gw2, 443)), ConnectOutcome::Refused);
 
     // A second guard is refused and changes nothing.
@@ -366,9 +401,14 @@ fn start_and_stop_go_through_the_guard_and_stale_sockets_are_ignored() {
     let out = run(t.client(), &["firewall", "start", &gw2.to_string()]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("through its guard"), "{out:?}");
-    assert!(g.wait_for(|l| l.contains("guard: updated:"), LOG_WAIT).is_some());
+    assert!(g
+        .wait_for(|l| l.contains("guard: updated:"), LOG_WAIT)
+        .is_some());
     assert_eq!(connect(t.client(), sa(gw2, 443)), ConnectOutcome::Connected);
-    assert_eq!(connect(t.client(), sa(GATEWAY_V4, 443)), ConnectOutcome::Refused);
+    assert_eq!(
+        connect(t.client(), sa(GATEWAY_V4, 443)),
+        ConnectOutcome::Refused
+    );
     assert!(table(t.client()).expect("table").contains("flags owner"));
     // A bad gateway is still a usage error, and changes nothing.
     let bad = run(t.client(), &["firewall", "start", "127.1"]);
@@ -381,18 +421,27 @@ fn start_and_stop_go_through_the_guard_and_stale_sockets_are_ignored() {
     let (code, stderr) = g.finish(Duration::from_secs(5)).expect("guard exit");
     assert_eq!(code, Some(0), "guard: {stderr}; {}", log_of(&g));
     assert_eq!(table(t.client()), None);
-    assert!(!socket_path(t.client()).exists(), "the guard removes its socket");
+    assert!(
+        !socket_path(t.client()).exists(),
+        "the guard removes its socket"
+    );
     assert_eq!(isup(t.client()).code, Some(1));
 
     // A guard killed with SIGKILL leaves its socket file behind: it is detected and ignored.
     let mut g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard");
     g.signal(libc::SIGKILL).expect("kill -9");
     g.finish(Duration::from_secs(5)).expect("reap");
-    assert!(socket_path(t.client()).exists(), "a killed guard leaves its socket");
+    assert!(
+        socket_path(t.client()).exists(),
+        "a killed guard leaves its socket"
+    );
     let out = run(t.client(), &["firewall", "start", &gw2.to_string()]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(!out.stdout.contains("guard"), "no guard runs: {out:?}");
-    assert!(!socket_path(t.client()).exists(), "the stale socket was removed");
+    assert!(
+        !socket_path(t.client()).exists(),
+        "the stale socket was removed"
+    );
     assert_eq!(connect(t.client(), sa(gw2, 443)), ConnectOutcome::Connected);
 
     // A socket file nobody listens on (as after a crash) does not stop a new guard either.
@@ -401,10 +450,15 @@ fn start_and_stop_go_through_the_guard_and_stale_sockets_are_ignored() {
         drop(l);
     }
     assert!(socket_path(t.client()).exists());
-    let g = bin().guard(t.client(), &[], &[gw()], &[]).expect("guard over a stale socket");
+    let g = bin()
+        .guard(t.client(), &[], &[gw()], &[])
+        .expect("guard over a stale socket");
     let up = isup(t.client());
     assert_eq!(up.code, Some(0), "{up:?}");
-    assert!(up.stdout.contains(&format!("guarded by pid {}", g.pid())), "{up:?}");
+    assert!(
+        up.stdout.contains(&format!("guarded by pid {}", g.pid())),
+        "{up:?}"
+    );
     let out = run(t.client(), &["firewall", "stop"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(table(t.client()), None);
@@ -420,7 +474,13 @@ fn sigterm_ends_the_guard_with_exit_0_and_leaves_the_firewall_up() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(log_of(&g).contains("guard: left:"), "{}", log_of(&g));
     assert!(table(t.client()).is_some(), "the firewall stays up");
-    udp_send(t.client(), sa(INTERNET_HOST_V4, 9), b"x", &SendOpts::default()).expect("send");
+    udp_send(
+        t.client(),
+        sa(INTERNET_HOST_V4, 9),
+        b"x",
+        &SendOpts::default(),
+    )
+    .expect("send");
     std::thread::sleep(Duration::from_millis(250));
     assert_eq!(host.count(), 0);
     let up = isup(t.client());
@@ -436,7 +496,10 @@ fn the_watch_mode_repairs_a_flushed_or_deleted_table() {
         .expect("guard");
     assert!(log_of(&g).contains("mode watch"), "{}", log_of(&g));
     let before = table(t.client()).expect("table");
-    assert!(!before.contains("flags"), "no table flags in watch mode: {before}");
+    assert!(
+        !before.contains("flags"),
+        "no table flags in watch mode: {before}"
+    );
 
     assert!(nft_try(t.client(), &["flush", "ruleset"]).success());
     assert_eq!(
@@ -474,7 +537,10 @@ fn dry_run_says_when_the_table_is_guarded_or_orphaned() {
     let out = run(t.client(), &["--dry-run", "firewall", "stop"]);
     assert_eq!(out.code, Some(0));
     assert_eq!(out.stdout, "delete table inet bitmask\n");
-    assert!(out.stderr.contains(&format!("a guard (pid {})", g.pid())), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("a guard (pid {})", g.pid())),
+        "{out:?}"
+    );
     let out = run(
         t.client(),
         &["--dry-run", "firewall", "start", &GATEWAY_V4.to_string()],
@@ -487,6 +553,113 @@ fn dry_run_says_when_the_table_is_guarded_or_orphaned() {
         &["--dry-run", "firewall", "guard", &GATEWAY_V4.to_string()],
     );
     assert!(out.stderr.contains("orphaned"), "{out:?}");
-    assert!(socket_path(t.client()).exists(), "--dry-run removes nothing");
+    assert!(
+        socket_path(t.client()).exists(),
+        "--dry-run removes nothing"
+    );
     assert_eq!(run(t.client(), &["firewall", "stop"]).code, Some(0));
+}
+
+/// What the guard relies on, checked against this kernel with the library's own socket type:
+/// the table flags owner and persist, orphans, adoption, and replacing an orphan.
+#[test]
+fn the_kernel_keeps_owned_tables_as_the_guard_expects() {
+    use bitmask_root::nft::transport::{self, Session, TableFlags};
+    use bitmask_root::{discovery, engine, firewall, policy::Policy, readback};
+
+    let t = Topology::builder().build().expect("topology");
+    t.client()
+        .run(|| -> Result<(), String> {
+            let s = |e: transport::TransportError| e.to_string();
+            let errno = |r: Result<(), transport::TransportError>| match r {
+                Err(transport::TransportError::Rejected { source, .. }) => source.raw_os_error(),
+                Ok(()) => Some(0),
+                Err(e) => panic!("{e}"),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let net = rt
+                .block_on(discovery::discover())
+                .map_err(|e| e.to_string())?;
+            let policy = Policy::builder()
+                .gateway(gw())
+                .build()
+                .map_err(|e| e.to_string())?;
+            let rs = firewall::plan(&policy, &net).map_err(|e| e.to_string())?;
+            let (comment, _) = engine::comment_of(&rs).map_err(|e| e.to_string())?;
+            let own = || readback::ownership("bitmask").map_err(|e| e.to_string());
+            let nft = |args: &[&str]| {
+                std::process::Command::new("nft")
+                    .args(args)
+                    .output()
+                    .map(|o| o.status.success())
+                    .map_err(|e| e.to_string())
+            };
+            let flagged =
+                transport::encode_replace_flagged(&rs, &comment, TableFlags::OWNER_PERSIST)
+                    .map_err(s)?;
+            let plain = transport::encode_replace(&rs, &comment).map_err(s)?;
+            let remove = transport::encode_remove("bitmask").map_err(s)?;
+            let adopt = transport::encode_adopt("bitmask", TableFlags::OWNER_PERSIST).map_err(s)?;
+
+            // Owned by A: nobody else may change it; a flush skips it; A may replace it.
+            let mut a = Session::open().map_err(s)?;
+            a.commit(&flagged).map_err(s)?;
+            let o = own()?.ok_or("no table")?;
+            assert_eq!(o.flags, TableFlags::OWNER_PERSIST);
+            assert_eq!(o.owner, Some(a.portid()));
+            assert_eq!(errno(transport::commit(&plain)), Some(libc::EPERM));
+            assert_eq!(errno(transport::commit(&remove)), Some(libc::EPERM));
+            assert_eq!(errno(transport::commit(&adopt)), Some(libc::EPERM));
+            assert!(!nft(&["delete", "table", "inet", "bitmask"])?);
+            assert!(nft(&["flush", "ruleset"])?);
+            assert_eq!(own()?, Some(o), "flush ruleset skipped the owned table");
+            a.commit(&flagged).map_err(s)?;
+            assert_eq!(own()?, Some(o), "the owner replaced it and still owns it");
+
+            // A closes: the table stays, orphaned (persist without owner).
+            drop(a);
+            let orphan = own()?.ok_or("the table went with its owner")?;
+            assert!(orphan.is_orphaned(), "{orphan:?}");
+            assert_eq!(orphan.owner, None);
+
+            // B adopts it in place with owner and persist (owner alone is refused).
+            let mut b = Session::open().map_err(s)?;
+            let owner_only = transport::encode_adopt("bitmask", TableFlags::OWNER).map_err(s)?;
+            assert_eq!(errno(b.commit(&owner_only)), Some(libc::EOPNOTSUPP));
+            b.commit(&adopt).map_err(s)?;
+            assert_eq!(own()?.and_then(|o| o.owner), Some(b.portid()));
+            drop(b);
+
+            // An orphan is an ordinary table again: a one-shot replace (whose first table
+            // add carries no flags) and a plain flush work on it.
+            assert_eq!(errno(transport::commit(&plain)), Some(0));
+            assert_eq!(own()?.map(|o| o.flags), Some(TableFlags::NONE));
+            // A plain table cannot gain persist in place; a replacing batch gives it.
+            let mut c = Session::open().map_err(s)?;
+            assert_eq!(errno(c.commit(&adopt)), Some(libc::EOPNOTSUPP));
+            c.commit(&flagged).map_err(s)?;
+            assert_eq!(own()?.and_then(|o| o.owner), Some(c.portid()));
+            drop(c);
+            assert!(nft(&["flush", "ruleset"])?);
+            assert_eq!(own()?, None, "flush ruleset deletes an orphan");
+
+            // Owner without persist: the table goes with its socket.
+            let mut d = Session::open().map_err(s)?;
+            let owner_only_table =
+                transport::encode_replace_flagged(&rs, &comment, TableFlags::OWNER).map_err(s)?;
+            d.commit(&owner_only_table).map_err(s)?;
+            assert!(own()?.is_some());
+            drop(d);
+            assert_eq!(
+                own()?,
+                None,
+                "an owned table without persist dies with its owner"
+            );
+            Ok(())
+        })
+        .expect("thread in namespace")
+        .expect("kernel semantics");
 }

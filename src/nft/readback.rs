@@ -333,6 +333,19 @@ pub fn ownership(name: &str) -> Result<Option<Ownership>, TransportError> {
         .and_then(|raw| ownership_in(raw, name)))
 }
 
+/// The comment of table `inet NAME` (one small request); `None` when the table does not
+/// exist or has none.
+pub fn comment(name: &str) -> Result<Option<String>, TransportError> {
+    Ok(get_table(name)?.first().and_then(|raw| {
+        netlink::messages(raw).into_iter().find_map(|msg| {
+            let a = msg.nft_attrs();
+            (attr_str(&a, 1) == name)
+                .then(|| netlink::find(&a, 6).and_then(|u| table_comment(u.data)))
+                .flatten()
+        })
+    }))
+}
+
 /// The flags and owner in a NEWTABLE message for table `name`.
 pub fn ownership_in(raw: &[u8], name: &str) -> Option<Ownership> {
     netlink::messages(raw).into_iter().find_map(|msg| {

@@ -56,7 +56,8 @@ struct Paths {
 
 fn paths() -> Result<Paths, GuardError> {
     let dir = PathBuf::from(GUARD_DIR);
-    let key = namespace_key().map_err(|e| control_err(&dir, format!("cannot name this network namespace ({e})")))?;
+    let key = namespace_key()
+        .map_err(|e| control_err(&dir, format!("cannot name this network namespace ({e})")))?;
     Ok(Paths {
         socket: dir.join(format!("{key}.sock")),
         lock: dir.join(format!("{key}.lock")),
@@ -222,9 +223,12 @@ fn parse_request(line: &str) -> Result<Request, String> {
         "stop" => return Ok(Request::Stop),
         _ => {}
     }
-    let rest = line
-        .strip_prefix("start ")
-        .ok_or_else(|| format!("unknown request {:?}", line.chars().take(40).collect::<String>()))?;
+    let rest = line.strip_prefix("start ").ok_or_else(|| {
+        format!(
+            "unknown request {:?}",
+            line.chars().take(40).collect::<String>()
+        )
+    })?;
     let (record, gws) = rest
         .split_once('\t')
         .ok_or("a start request needs a record and gateways")?;
@@ -251,7 +255,10 @@ async fn answer(stream: UnixStream, guard: &GuardHandle) -> bool {
     let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
     let (rd, mut wr) = stream.into_split();
     let (reply, stopped) = if uid != 0 {
-        (format!("err 1 only root may control the guard (you are uid {uid})"), false)
+        (
+            format!("err 1 only root may control the guard (you are uid {uid})"),
+            false,
+        )
     } else {
         let mut line = String::new();
         let mut reader = BufReader::new(rd.take(MAX_REQUEST));
@@ -269,11 +276,17 @@ async fn answer(stream: UnixStream, guard: &GuardHandle) -> bool {
                 ),
                 Ok(Request::Start(policy)) => match guard.update(policy).await {
                     Ok(a) => (format!("ok rules={}", a.fingerprint), false),
-                    Err(e) => (format!("err {} {}", e.exit_code(), one_line(&e.to_string())), false),
+                    Err(e) => (
+                        format!("err {} {}", e.exit_code(), one_line(&e.to_string())),
+                        false,
+                    ),
                 },
                 Ok(Request::Stop) => match guard.stop().await {
                     Ok(removed) => (format!("ok removed={removed}"), true),
-                    Err(e) => (format!("err {} {}", e.exit_code(), one_line(&e.to_string())), false),
+                    Err(e) => (
+                        format!("err {} {}", e.exit_code(), one_line(&e.to_string())),
+                        false,
+                    ),
                 },
                 Err(e) => (format!("err 2 malformed request: {}", one_line(&e)), false),
             },
@@ -336,7 +349,10 @@ async fn connect_with(cleanup: bool) -> Result<Option<ControlClient>, GuardError
                 if cred.uid() != 0 {
                     return Err(control_err(
                         &p.socket,
-                        format!("answered by uid {}, not root: refusing to talk to it", cred.uid()),
+                        format!(
+                            "answered by uid {}, not root: refusing to talk to it",
+                            cred.uid()
+                        ),
                     ));
                 }
                 return Ok(Some(ControlClient {

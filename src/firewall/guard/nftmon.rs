@@ -12,6 +12,8 @@ use crate::nft::netlink;
 
 /// `NFNLGRP_NFTABLES`.
 const NFNLGRP_NFTABLES: u32 = 7;
+/// `NFT_MSG_DELTABLE`.
+const NFT_MSG_DELTABLE: u16 = 2;
 /// `NFT_MSG_NEWGEN`: the end of a committed transaction.
 const NFT_MSG_NEWGEN: u16 = 15;
 /// `NFPROTO_INET`.
@@ -28,6 +30,8 @@ pub enum Notice {
         by: Changer,
         /// Whether it named the watched table.
         touched: bool,
+        /// Whether it deleted the watched table.
+        deleted: bool,
     },
     /// Notifications were lost (the socket's buffer overran): anything may have changed.
     Lost,
@@ -38,6 +42,7 @@ pub struct NftMonitor {
     socket: TokioSocket,
     table: String,
     touched: bool,
+    deleted: bool,
 }
 
 impl NftMonitor {
@@ -51,6 +56,7 @@ impl NftMonitor {
             socket,
             table: table.to_string(),
             touched: false,
+            deleted: false,
         })
     }
 
@@ -61,6 +67,7 @@ impl NftMonitor {
             Ok((buf, _)) => Ok(self.parse(&buf)),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 self.touched = false;
+                self.deleted = false;
                 Ok(vec![Notice::Lost])
             }
             Err(e) => Err(e),
@@ -83,9 +90,10 @@ impl NftMonitor {
                     out.push(Notice::Commit {
                         by,
                         touched: std::mem::take(&mut self.touched),
+                        deleted: std::mem::take(&mut self.deleted),
                     });
                 }
-                Some(_) => {
+                Some(ty) => {
                     // Every table, chain, rule, set and element message names its table
                     // in attribute 1.
                     let family = msg.payload.first().copied();
@@ -94,6 +102,7 @@ impl NftMonitor {
                         && netlink::find(&a, 1).and_then(|n| n.str()) == Some(self.table.as_str())
                     {
                         self.touched = true;
+                        self.deleted |= ty == NFT_MSG_DELTABLE;
                     }
                 }
                 None => {}

@@ -350,7 +350,11 @@ impl Worker {
     fn on_nft(&mut self, notice: Notice) {
         match notice {
             Notice::Commit { by, .. } if by.pid == Some(self.tid) => {}
-            Notice::Commit { by, touched } => self.check(by, touched),
+            // Deleted: nothing to read back, put it back at once.
+            Notice::Commit {
+                by, deleted: true, ..
+            } => self.repair(by, "it was deleted".to_string(), Instant::now()),
+            Notice::Commit { by, touched, .. } => self.check(by, touched),
             Notice::Lost => self.check(Changer::default(), true),
         }
     }
@@ -385,6 +389,11 @@ impl Worker {
                 None => "its rules were changed".to_string(),
             },
         };
+        self.repair(by, what, began);
+    }
+
+    /// Puts the table back after `by` changed it (`what`), noticed at `began`.
+    fn repair(&mut self, by: Changer, what: String, began: Instant) {
         let rs = match plan::plan(&self.policy, &self.net) {
             Ok(rs) => rs,
             Err(e) => return self.error(format!("no plan to repair the table with ({e})")),
