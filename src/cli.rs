@@ -451,6 +451,7 @@ pub fn run(inv: Invocation) -> Outcome {
                 policy.resolver(),
                 policy.lan()
             );
+            crate::engine::guard_namespace().map_err(|e| fail(e.into()))?;
             if let Some(pid) = rt.block_on(guarded::start(&policy)).map_err(fail)? {
                 println!("bitmask-root: firewall started through its guard, pid {pid} ({summary})");
                 return Ok(0);

@@ -365,8 +365,13 @@ async fn connect_with(cleanup: bool) -> Result<Option<ControlClient>, GuardError
                 if e.kind() == io::ErrorKind::NotFound
                     || e.raw_os_error() == Some(libc::ECONNREFUSED) =>
             {
-                // No lock file: no guard ever ran in this namespace.
-                let Some(lock) = open_lock(&p.lock, cleanup)? else {
+                // No lock file: no guard ever ran in this namespace. (Clients never create
+                // one, and guards never remove theirs: unlinking a lock file that another
+                // process may have open would let two of them hold "the" lock.)
+                let Some(lock) = open_lock(&p.lock, false)? else {
+                    if cleanup && e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                        let _ = std::fs::remove_file(&p.socket);
+                    }
                     return Ok(None);
                 };
                 match crate::sys::guard::try_lock_exclusive(&lock) {

@@ -126,7 +126,7 @@ pub enum GuardError {
         source: std::io::Error,
     },
     /// Another live socket owns the table.
-    #[error("table inet bitmask is owned by another program's netlink socket{}, most likely another guard: end that one first (bitmask-root firewall stop)", port.map(|p| format!(" (port {p})")).unwrap_or_default())]
+    #[error("table inet bitmask is owned by another program's netlink socket{}, a guard that this command cannot reach through /run/bitmask-root/guard: end that program first", port.map(|p| format!(" (port {p})")).unwrap_or_default())]
     OwnedElsewhere {
         /// The owner's netlink port id.
         port: Option<u32>,
