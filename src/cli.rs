@@ -727,6 +727,27 @@ mod tests {
     }
 
     #[test]
+    fn guard_takes_the_options_and_gateways_of_start() {
+        let inv = parse_ok("--lan off --tcp firewall guard 198.51.100.7 2001:db8::7");
+        match inv.command {
+            Command::FirewallGuard(p) => {
+                assert_eq!(p.gateways().len(), 2);
+                assert_eq!(p.lan(), LanMode::Off);
+                assert_eq!(p.resolver(), policy::RESOLVER_TCP);
+            }
+            other => panic!("not a guard: {other:?}"),
+        }
+        for bad in [
+            "firewall guard",
+            "firewall guard 127.1",
+            "firewall guard 198.51.100.7 --udp",
+        ] {
+            assert!(parse(&argv(bad), &no_env).is_err(), "{bad:?}");
+        }
+        assert!(HELP.contains("firewall guard GATEWAY..."));
+    }
+
+    #[test]
     fn help_states_the_gateway_bound() {
         assert!(HELP.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
     }

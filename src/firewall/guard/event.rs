@@ -247,3 +247,81 @@ impl fmt::Display for Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::readback::Fingerprint;
+
+    #[test]
+    fn every_log_line_starts_with_its_keyword() {
+        let applied = Applied {
+            fingerprint: Fingerprint(0x1234),
+            comment: "c".into(),
+        };
+        let ms = Duration::from_micros(1500);
+        let by = Changer {
+            pid: Some(7),
+            name: Some("nft".into()),
+        };
+        let cases = [
+            (
+                Event::Started {
+                    mode: Mode::Watch(WatchReason::Unsupported("Operation not supported".into())),
+                    takeover: Takeover::Replaced { orphaned: true },
+                    applied: applied.clone(),
+                    took: ms,
+                },
+                "started: ",
+            ),
+            (
+                Event::Updated {
+                    applied: applied.clone(),
+                    took: ms,
+                },
+                "updated: ",
+            ),
+            (
+                Event::NetworkChanged {
+                    notices: 1,
+                    replanned: None,
+                    took: ms,
+                },
+                "network: ",
+            ),
+            (Event::Intact { by: by.clone() }, "intact: "),
+            (
+                Event::Repaired {
+                    by,
+                    what: "it was deleted".into(),
+                    applied,
+                    took: ms,
+                },
+                "repaired: ",
+            ),
+            (Event::Error { what: "x".into() }, "error: "),
+            (Event::Stopped { removed: true }, "stopped: "),
+            (Event::Left { mode: Mode::Owner }, "left: "),
+        ];
+        for (event, keyword) in cases {
+            let line = event.to_string();
+            assert!(line.starts_with(keyword), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+        let started = Event::Started {
+            mode: Mode::Watch(WatchReason::Unsupported("Operation not supported".into())),
+            takeover: Takeover::Created,
+            applied: Applied {
+                fingerprint: Fingerprint(0x1234),
+                comment: "c".into(),
+            },
+            took: ms,
+        }
+        .to_string();
+        assert!(
+            started.contains("mode watch") && started.contains("refused the table flags"),
+            "the fallback says which mode is active and why: {started}"
+        );
+        assert!(started.contains("rules 0000000000001234") && started.contains("1.5 ms"));
+    }
+}

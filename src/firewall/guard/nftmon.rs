@@ -76,6 +76,25 @@ impl NftMonitor {
 
     fn parse(&mut self, buf: &[u8]) -> Vec<Notice> {
         let mut out = Vec::new();
+        Parser {
+            table: &self.table,
+            touched: &mut self.touched,
+            deleted: &mut self.deleted,
+        }
+        .parse(buf, &mut out);
+        out
+    }
+}
+
+/// The state carried from one datagram to the next: what the open transaction did so far.
+struct Parser<'a> {
+    table: &'a str,
+    touched: &'a mut bool,
+    deleted: &'a mut bool,
+}
+
+impl Parser<'_> {
+    fn parse(&mut self, buf: &[u8], out: &mut Vec<Notice>) {
         for msg in netlink::messages(buf) {
             match msg.nft_type() {
                 Some(NFT_MSG_NEWGEN) => {
@@ -89,8 +108,8 @@ impl NftMonitor {
                     };
                     out.push(Notice::Commit {
                         by,
-                        touched: std::mem::take(&mut self.touched),
-                        deleted: std::mem::take(&mut self.deleted),
+                        touched: std::mem::take(self.touched),
+                        deleted: std::mem::take(self.deleted),
                     });
                 }
                 Some(ty) => {
@@ -99,15 +118,83 @@ impl NftMonitor {
                     let family = msg.payload.first().copied();
                     let a = msg.nft_attrs();
                     if family == Some(NFPROTO_INET)
-                        && netlink::find(&a, 1).and_then(|n| n.str()) == Some(self.table.as_str())
+                        && netlink::find(&a, 1).and_then(|n| n.str()) == Some(self.table)
                     {
-                        self.touched = true;
-                        self.deleted |= ty == NFT_MSG_DELTABLE;
+                        *self.touched = true;
+                        *self.deleted |= ty == NFT_MSG_DELTABLE;
                     }
                 }
                 None => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One nftables notification as the kernel frames it.
+    fn msg(ty: u16, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        netlink::nft_request(ty, 0, 0, family, attrs)
+    }
+
+    fn parse(table: &str, buf: &[u8]) -> Vec<Notice> {
+        // The parser without a socket: the same code path as `next`.
+        let mut touched = false;
+        let mut deleted = false;
+        let mut out = Vec::new();
+        let mut m = Parser {
+            table,
+            touched: &mut touched,
+            deleted: &mut deleted,
+        };
+        m.parse(buf, &mut out);
         out
+    }
+
+    #[test]
+    fn transactions_are_split_at_newgen_and_flag_the_watched_table() {
+        let ours = netlink::cstr("bitmask");
+        let other = netlink::cstr("other");
+        let pid = 4242u32.to_be_bytes();
+        let name = netlink::cstr("nft");
+        let gen = msg(
+            NFT_MSG_NEWGEN,
+            0,
+            &[(1, &[0, 0, 0, 7]), (2, &pid), (3, &name)],
+        );
+        let mut buf = Vec::new();
+        buf.extend(msg(NFT_MSG_DELTABLE, NFPROTO_INET, &[(1, &other)]));
+        buf.extend(&gen);
+        buf.extend(msg(5, NFPROTO_INET, &[(1, &ours)])); // DELCHAIN of ours
+        buf.extend(msg(NFT_MSG_DELTABLE, NFPROTO_INET, &[(1, &ours)]));
+        buf.extend(&gen);
+        buf.extend(msg(NFT_MSG_DELTABLE, 2, &[(1, &ours)])); // ip bitmask: not ours
+        buf.extend(&gen);
+        let by = Changer {
+            pid: Some(4242),
+            name: Some("nft".into()),
+        };
+        assert_eq!(
+            parse("bitmask", &buf),
+            vec![
+                Notice::Commit {
+                    by: by.clone(),
+                    touched: false,
+                    deleted: false
+                },
+                Notice::Commit {
+                    by: by.clone(),
+                    touched: true,
+                    deleted: true
+                },
+                Notice::Commit {
+                    by,
+                    touched: false,
+                    deleted: false
+                },
+            ]
+        );
     }
 }
