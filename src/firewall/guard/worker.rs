@@ -58,8 +58,9 @@ struct Worker {
     current: Applied,
     /// This thread's id: the guard's own commits carry it.
     tid: u32,
-    nftmon: NftMonitor,
-    netmon: NetMonitor,
+    /// `None` while a subscription is broken (it is opened again at the next retry).
+    nftmon: Option<NftMonitor>,
+    netmon: Option<NetMonitor>,
     burst: Option<Burst>,
     retry: Option<Instant>,
     events: UnboundedSender<Event>,
@@ -100,6 +101,22 @@ pub(super) fn run(
             worker.run(commands).await;
         }
     });
+}
+
+/// The next network notice; never, while the subscription is broken.
+async fn next_notice(m: &mut Option<NetMonitor>) -> Option<()> {
+    match m {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next nftables notifications; never, while the subscription is broken.
+async fn next_commits(m: &mut Option<NftMonitor>) -> std::io::Result<Vec<Notice>> {
+    match m {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The mode and flags when the kernel refused the flags of `e`, if that is what it did.
@@ -202,8 +219,8 @@ impl Worker {
                 net,
                 current,
                 tid: crate::sys::guard::thread_id(),
-                nftmon,
-                netmon,
+                nftmon: Some(nftmon),
+                netmon: Some(netmon),
                 burst: None,
                 retry: None,
                 events,
@@ -257,13 +274,12 @@ impl Worker {
                         }
                     }
                 },
-                notice = self.netmon.next() => {
+                notice = next_notice(&mut self.netmon) => {
                     if notice.is_none() {
-                        // The subscription ended: subscribe again and read the network anew.
-                        match NetMonitor::open() {
-                            Ok(m) => self.netmon = m,
-                            Err(e) => self.error(format!("network notices stopped and could not be resubscribed ({e})")),
-                        }
+                        // The subscription ended: read the network anew, subscribe again at
+                        // the next retry.
+                        self.netmon = None;
+                        self.error("network notices stopped".to_string());
                     }
                     let now = Instant::now();
                     match &mut self.burst {
@@ -276,28 +292,48 @@ impl Worker {
                         self.replan(b).await;
                     }
                 }
-                notices = self.nftmon.next() => match notices {
+                notices = next_commits(&mut self.nftmon) => match notices {
                     Ok(list) => {
                         for n in list {
                             self.on_nft(n);
                         }
                     }
                     Err(e) => {
-                        match NftMonitor::open(plan::TABLE) {
-                            Ok(m) => self.nftmon = m,
-                            Err(e2) => self.error(format!("nftables notifications failed ({e}) and could not be resubscribed ({e2})")),
-                        }
+                        // Subscribe again at the next retry; meanwhile, check the table.
+                        self.nftmon = None;
+                        self.error(format!("nftables notifications failed ({e})"));
                         self.check(Changer::default(), true);
                     }
                 },
                 _ = tokio::time::sleep_until(retry.unwrap_or_else(far).into()), if retry.is_some() => {
                     self.retry = None;
+                    self.resubscribe();
                     let now = Instant::now();
                     self.replan(Burst { first: now, last: now, notices: 0 }).await;
                     if self.retry.is_none() {
                         self.check(Changer::default(), false);
                     }
                 }
+            }
+        }
+    }
+
+    /// Opens the subscriptions that broke.
+    fn resubscribe(&mut self) {
+        if self.nftmon.is_none() {
+            match NftMonitor::open(plan::TABLE) {
+                Ok(m) => self.nftmon = Some(m),
+                Err(e) => self.error(format!(
+                    "could not subscribe to nftables notifications again ({e})"
+                )),
+            }
+        }
+        if self.netmon.is_none() {
+            match NetMonitor::open() {
+                Ok(m) => self.netmon = Some(m),
+                Err(e) => self.error(format!(
+                    "could not subscribe to network notices again ({e})"
+                )),
             }
         }
     }
@@ -338,7 +374,7 @@ impl Worker {
                 Err(e) => return self.error(format!("could not apply the new plan ({e})")),
             }
         };
-        if burst.notices > 0 {
+        if burst.notices > 0 || replanned.is_some() {
             self.emit(Event::NetworkChanged {
                 notices: burst.notices,
                 replanned,
