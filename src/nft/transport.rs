@@ -495,16 +495,26 @@ const RECV_BUFFER: usize = 64 << 10;
 /// A netfilter socket with buffers sized for `messages` ACKs and a batch of `bytes`.
 fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportError> {
     let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
+    configure_socket(&socket, messages, bytes)?;
+    Ok(socket)
+}
+
+/// Sizes the buffers for `messages` ACKs and a batch of `bytes`, bounds receives in time and
+/// asks for short error messages.
+fn configure_socket(
+    socket: &mnl::Socket,
+    messages: usize,
+    bytes: usize,
+) -> Result<(), TransportError> {
     // An ACK costs about 1 KiB of receive buffer (skb overhead included).
     sys::size_socket_buffers(
-        &socket,
+        socket,
         messages * 1024 + (256 << 10),
         bytes * 2 + (256 << 10),
     )
     .map_err(TransportError::Open)?;
-    sys::set_receive_timeout(&socket, 30).map_err(TransportError::Open)?;
-    sys::cap_acks(&socket).map_err(TransportError::Open)?;
-    Ok(socket)
+    sys::set_receive_timeout(socket, 30).map_err(TransportError::Open)?;
+    sys::cap_acks(socket).map_err(TransportError::Open)
 }
 
 /// Sends an encoded batch in one message and waits for every ACK. On `Err(Rejected)` the
@@ -660,9 +670,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens a netfilter socket in the calling thread's network namespace.
+    /// Opens a netfilter socket in the calling thread's network namespace. Programs this
+    /// process starts do not inherit it (`FD_CLOEXEC`): a child holding it would keep a table
+    /// owned after this session closed.
     pub fn open() -> Result<Session, TransportError> {
-        let socket = open_socket(64, 0)?;
+        let socket = mnl::Socket::open(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
+        sys::set_cloexec(&socket).map_err(TransportError::Open)?;
+        socket
+            .bind(0, 0) // MNL_SOCKET_AUTOPID: the kernel picks the port id
+            .map_err(TransportError::Open)?;
+        configure_socket(&socket, 64, 0)?;
         Ok(Session {
             socket,
             rbuf: sys::AlignedBuf::new(RECV_BUFFER),
