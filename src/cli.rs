@@ -506,7 +506,7 @@ pub fn run(inv: Invocation) -> Outcome {
                 );
                 return Ok(0);
             }
-            let was_up = firewall::stop().map_err(fail)?;
+            let was_up = firewall::stop().map_err(|e| fail(guarded::explain(e)))?;
             println!(
                 "bitmask-root: firewall {}",
                 if was_up { "stopped" } else { "was not running" }
