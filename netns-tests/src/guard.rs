@@ -14,7 +14,9 @@ use crate::netns::Netns;
 /// The environment variable that makes the guard watch instead of owning its table.
 pub const GUARD_MODE_ENV: &str = "BITMASK_ROOT_GUARD_MODE";
 
-/// A running guard. Dropping it kills it (SIGKILL) and reaps it.
+/// A running guard. Dropping it ends it with SIGTERM (the guard removes its control socket
+/// and leaves its table, which goes with the test's namespace), SIGKILL after 2 s, and reaps
+/// it. Use [`GuardProcess::signal`] with `SIGKILL` to test a crash.
 pub struct GuardProcess {
     child: Option<Child>,
     lines: Arc<Mutex<Vec<String>>>,
@@ -164,9 +166,9 @@ impl GuardProcess {
 
 impl Drop for GuardProcess {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if self.child.is_some() {
+            let _ = self.signal(libc::SIGTERM);
+            let _ = self.finish(Duration::from_secs(2));
         }
     }
 }

@@ -343,7 +343,9 @@ fn kill_9_leaves_the_table_blocking_and_a_new_guard_adopts_it_with_no_window() {
         "packets leaked across the guard's death and the adoption"
     );
     assert!(orphan.contains("bitmask-root firewall"), "{orphan}");
-    drop(second); // SIGKILL again: orphaned again.
+    let mut second = second;
+    second.signal(libc::SIGKILL).expect("kill -9"); // orphaned again
+    second.finish(Duration::from_secs(5)).expect("reap");
 
     // A guard with other gateways replaces the orphan in one transaction: no window either.
     let stream = flood(&t);
@@ -360,7 +362,7 @@ fn kill_9_leaves_the_table_blocking_and_a_new_guard_adopts_it_with_no_window() {
     let sent = stream.stop().expect("flood");
     assert!(sent.sent + sent.failed > 50, "{sent:?}");
     assert_eq!(host.count(), 0, "packets leaked across the replacement");
-    drop(third);
+    drop(third); // SIGTERM: the table stays, orphaned
 
     // firewall stop removes the orphan; then traffic flows again.
     let out = run(t.client(), &["firewall", "stop"]);
@@ -547,7 +549,9 @@ fn dry_run_says_when_the_table_is_guarded_or_orphaned() {
     );
     assert!(out.stdout.starts_with("table inet bitmask {"), "{out:?}");
     assert!(out.stderr.contains("would hand it this policy"), "{out:?}");
-    drop(g); // SIGKILL: the table is orphaned.
+    let mut g = g;
+    g.signal(libc::SIGKILL).expect("kill -9"); // the table is orphaned, its socket stale
+    g.finish(Duration::from_secs(5)).expect("reap");
     let out = run(
         t.client(),
         &["--dry-run", "firewall", "guard", &GATEWAY_V4.to_string()],
