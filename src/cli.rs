@@ -14,6 +14,8 @@ use std::process::ExitCode;
 
 use crate::policy::{self, IfPattern, LanMode, Mode, Policy, PolicyBuilder, Profile};
 
+mod guarded;
+
 /// The version printed by `bitmask-root version`: the original's protocol version first, so
 /// clients that compare it keep working, then ours.
 pub const VERSION: &str = concat!("19 (bitmask-root-rs ", env!("CARGO_PKG_VERSION"), ")");
@@ -60,6 +62,9 @@ pub enum Command {
     FirewallStop,
     /// `firewall isup`.
     FirewallIsup,
+    /// `firewall guard [GATEWAY...]`: a guard for this policy (a blocking one without
+    /// gateways).
+    FirewallGuard(Policy),
     /// `fw-email start UID` (the raw UID word, resolved by the email module).
     EmailStart(String),
     /// `fw-email stop`.
@@ -245,6 +250,7 @@ pub fn parse(
             Command::Version
         }
         CmdId::FirewallStart => Command::FirewallStart(firewall_policy(extra, &g, env)?),
+        CmdId::FirewallGuard => Command::FirewallGuard(guard_policy(extra, &g, env)?),
         CmdId::FirewallBlock => {
             if let Some(w) = extra.first().filter(|w| !w.starts_with('-')) {
                 return Err(usage(format!(
@@ -318,6 +324,23 @@ fn firewall_policy(
         gateways.push(policy::parse_gateway(gw)?);
     }
     Ok(b.gateways(gateways).build()?)
+}
+
+/// `firewall guard [GATEWAY...]`: the policy of `firewall start` for the gateways given, or,
+/// with none, the blocking policy of `firewall block` (which a later `firewall start
+/// GATEWAY...` hands to the guard).
+fn guard_policy(
+    words: &[&str],
+    g: &Globals,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Policy, UsageError> {
+    match words.first() {
+        None => Ok(policy_builder(g, env)?.mode(Mode::Block).build()?),
+        Some(&"restart") => Err(usage(
+            "unexpected argument \"restart\" after firewall guard: give the gateways, or none to guard a blocking firewall",
+        )),
+        Some(_) => firewall_policy(words, g, env),
+    }
 }
 
 /// The policy the global options and the environment ask for, gateways still to add.
@@ -405,7 +428,7 @@ fn need_root() -> Result<(), (u8, String)> {
 
 fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
     tokio::runtime::Builder::new_current_thread()
-        .enable_io()
+        .enable_all()
         .build()
         .map_err(|e| fail(crate::Error::Runtime(e)))
 }
@@ -431,12 +454,14 @@ pub fn run(inv: Invocation) -> Outcome {
             if inv.dry_run {
                 let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
                 print!("{text}");
+                if let Some(note) = rt.block_on(guarded::dry_run_note("start")) {
+                    eprintln!("bitmask-root: --dry-run: {note}");
+                }
                 return Ok(0);
             }
             need_root()?;
-            rt.block_on(firewall::start(&policy)).map_err(fail)?;
-            println!(
-                "bitmask-root: firewall started ({} gateway{}, DNS to {}, LAN {}{})",
+            let summary = format!(
+                "{} gateway{}, DNS to {}, LAN {}{}",
                 policy.gateways().len(),
                 if policy.gateways().len() == 1 {
                     ""
@@ -451,6 +476,12 @@ pub fn run(inv: Invocation) -> Outcome {
                     ", forwarded traffic NOT filtered"
                 }
             );
+            match rt.block_on(guarded::start(&policy)).map_err(fail)? {
+                Some(pid) => println!(
+                    "bitmask-root: firewall started through its guard, pid {pid} ({summary})"
+                ),
+                None => println!("bitmask-root: firewall started ({summary})"),
+            }
             Ok(0)
         }
         Command::FirewallBlock(policy) => {
@@ -458,47 +489,93 @@ pub fn run(inv: Invocation) -> Outcome {
             if inv.dry_run {
                 let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
                 print!("{text}");
+                if let Some(note) = rt.block_on(guarded::dry_run_note("block")) {
+                    eprintln!("bitmask-root: --dry-run: {note}");
+                }
                 return Ok(0);
             }
             need_root()?;
-            rt.block_on(firewall::start(&policy)).map_err(fail)?;
-            println!(
-                "bitmask-root: firewall blocking (no gateway, DNS to {} through the tunnel only, LAN {})",
+            let summary = format!(
+                "no gateway, DNS to {} through the tunnel only, LAN {}",
                 policy.resolver(),
                 policy.lan()
             );
+            match rt.block_on(guarded::start(&policy)).map_err(fail)? {
+                Some(pid) => println!(
+                    "bitmask-root: firewall blocking through its guard, pid {pid} ({summary})"
+                ),
+                None => println!("bitmask-root: firewall blocking ({summary})"),
+            }
             Ok(0)
+        }
+        Command::FirewallGuard(policy) => {
+            let rt = runtime()?;
+            if inv.dry_run {
+                let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
+                print!("{text}");
+                let note = rt
+                    .block_on(guarded::dry_run_note("guard"))
+                    .unwrap_or_else(|| "firewall guard would create this table with the table flags owner and persist and keep it".to_string());
+                eprintln!("bitmask-root: --dry-run: {note}");
+                return Ok(0);
+            }
+            need_root()?;
+            crate::engine::guard_namespace().map_err(|e| fail(e.into()))?;
+            let options = crate::firewall::guard::GuardOptions::from_env().map_err(|v| {
+                (
+                    2,
+                    format!(
+                        "{}={v:?} is not a guard mode: use owner or watch (see bitmask-root --help)",
+                        crate::firewall::guard::GUARD_MODE_ENV
+                    ),
+                )
+            })?;
+            rt.block_on(guarded::run_guard(policy, options))
         }
         Command::FirewallStop => {
             if inv.dry_run {
                 println!("delete table inet {}", crate::plan::TABLE);
+                if let Some(note) = runtime()?.block_on(guarded::dry_run_note("stop")) {
+                    eprintln!("bitmask-root: --dry-run: {note}");
+                }
                 return Ok(0);
             }
             need_root()?;
-            let was_up = firewall::stop().map_err(fail)?;
-            println!(
-                "bitmask-root: firewall {}",
-                if was_up { "stopped" } else { "was not running" }
-            );
+            let (guard, was_up) = runtime()?.block_on(guarded::stop()).map_err(fail)?;
+            let state = if was_up { "stopped" } else { "was not running" };
+            match guard {
+                Some(pid) => {
+                    println!("bitmask-root: firewall {state}; its guard (pid {pid}) has ended")
+                }
+                None => println!("bitmask-root: firewall {state}"),
+            }
             Ok(0)
         }
         Command::FirewallIsup => {
             need_root()?;
             let rt = runtime()?;
             let status = rt.block_on(firewall::status()).map_err(fail)?;
+            // Asked after the status, which holds the command lock: the guard answers
+            // without it.
+            let held = rt.block_on(guarded::protection());
+            let with_guard = |line: String| match &held {
+                Some(h) => format!("{line}; {h}"),
+                None => line,
+            };
             if let firewall::Status::Up(policy) = &status {
                 // Up stays up (exit 0); the line says when DNS cannot work, and why.
-                match rt.block_on(firewall::dns_warning(policy)) {
-                    Ok(None) => println!("bitmask-root: {status}"),
-                    Ok(Some(warning)) => println!("bitmask-root: {status}; {warning}"),
-                    Err(e) => println!(
-                        "bitmask-root: {status}; could not read the route to {}: {e}",
+                let line = match rt.block_on(firewall::dns_warning(policy)) {
+                    Ok(None) => status.to_string(),
+                    Ok(Some(warning)) => format!("{status}; {warning}"),
+                    Err(e) => format!(
+                        "{status}; could not read the route to {}: {e}",
                         policy.resolver()
                     ),
-                }
+                };
+                println!("bitmask-root: {}", with_guard(line));
                 Ok(0)
             } else {
-                Err((1, status.to_string()))
+                Err((1, with_guard(status.to_string())))
             }
         }
         Command::EmailStart(word) => {
@@ -723,6 +800,44 @@ mod tests {
     }
 
     #[test]
+    fn guard_takes_the_options_and_gateways_of_start() {
+        let inv = parse_ok("--lan off --tcp firewall guard 198.51.100.7 2001:db8::7");
+        match inv.command {
+            Command::FirewallGuard(p) => {
+                assert_eq!(p.gateways().len(), 2);
+                assert_eq!(p.lan(), LanMode::Off);
+                assert_eq!(p.resolver(), policy::RESOLVER_TCP);
+            }
+            other => panic!("not a guard: {other:?}"),
+        }
+        for bad in [
+            "firewall guard 127.1",
+            "firewall guard 198.51.100.7 --udp",
+            "firewall guard restart 198.51.100.7",
+            "firewall guard restart",
+        ] {
+            assert!(parse(&argv(bad), &no_env).is_err(), "{bad:?}");
+        }
+        assert!(help().contains("firewall guard [GATEWAY...]"));
+    }
+
+    #[test]
+    fn guard_without_gateways_guards_a_blocking_firewall() {
+        let inv = parse_ok("--lan off --forward off firewall guard");
+        let Command::FirewallGuard(p) = inv.command else {
+            panic!("not a guard: {inv:?}");
+        };
+        assert_eq!(p.mode(), Mode::Block);
+        assert!(p.gateways().is_empty());
+        assert_eq!(p.lan(), LanMode::Off);
+        assert!(!p.forward());
+        let Command::FirewallGuard(p) = parse_ok("firewall guard 198.51.100.7").command else {
+            panic!("not a guard");
+        };
+        assert_eq!(p.mode(), Mode::Connect);
+    }
+
+    #[test]
     fn help_states_the_gateway_bound() {
         let help = help().split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(help.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
@@ -765,11 +880,11 @@ mod tests {
         let e = |s: &str| parse(&argv(s), &no_env).unwrap_err().0;
         assert_eq!(
             e("firewall explode"),
-            "unknown firewall command \"explode\": use start, block, stop or isup (see bitmask-root --help)"
+            "unknown firewall command \"explode\": use start, block, stop, isup or guard (see bitmask-root --help)"
         );
         assert_eq!(
             e("firewall"),
-            "firewall needs a command: start, block, stop or isup (see bitmask-root --help)"
+            "firewall needs a command: start, block, stop, isup or guard (see bitmask-root --help)"
         );
         assert_eq!(
             e("reboot"),

@@ -6,6 +6,7 @@
 
 use crate::email::UidError;
 use crate::firewall::discovery::DiscoveryError;
+use crate::firewall::guard::GuardError;
 use crate::firewall::plan::PlanError;
 use crate::firewall::policy::PolicyError;
 use crate::nft::engine::Error as EngineError;
@@ -50,6 +51,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The guard could not start, or could not be reached.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
     /// The async runtime could not start.
     #[error("could not start the async runtime ({0})")]
     Runtime(#[source] std::io::Error),
@@ -91,6 +95,7 @@ impl Error {
         match self {
             Error::Policy(_) => 2,
             Error::Uid(e) => e.exit_code(),
+            Error::Guard(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -13,7 +13,7 @@
 //! - [`firewall`]: the VPN kill switch: what the caller wants ([`firewall::policy`]), what the
 //!   network is ([`firewall::discovery`], over rtnetlink), the pure plan
 //!   ([`firewall::plan`]), and whether the running table is still right
-//!   ([`firewall::status`]);
+//!   ([`firewall::status`]); the guard that keeps it ([`firewall::guard`]);
 //! - [`email`]: the email firewall (`fw-email`), on the same engine;
 //! - [`openvpn`]: the hardened OpenVPN launcher;
 //! - [`cli`]: argv to a command and an exit code; [`error`]: the library's error type.

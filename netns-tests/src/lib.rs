@@ -17,7 +17,8 @@
 //!   [`probe::tap::Tap`]) and bounded senders.
 //! * [`dnsmasq::Dnsmasq`] runs a real dnsmasq in a namespace (a desktop's stub resolver, a
 //!   LAN router's DNS server).
-//! * [`BitmaskRoot`] runs the binary under test in a namespace; [`nft`] reads rulesets.
+//! * [`BitmaskRoot`] runs the binary under test in a namespace ([`GuardProcess`]: a running
+//!   `firewall guard` and its log); [`nft`] reads rulesets.
 //! * [`report::Case`] records a leak-matrix case for the markdown report.
 //!
 //! See `README.md` in this crate for a guide. Everything needs root (CAP_SYS_ADMIN and
@@ -31,6 +32,7 @@ pub mod cmd;
 pub mod container;
 pub mod dnsmasq;
 pub mod error;
+pub mod guard;
 pub mod names;
 pub mod netns;
 pub mod nft;
@@ -42,6 +44,7 @@ pub mod topology;
 pub use bitmask::BitmaskRoot;
 pub use cmd::{CmdOutput, Running};
 pub use error::{Error, Result};
+pub use guard::GuardProcess;
 pub use netns::{Netns, NsThread};
 pub use probe::SendOpts;
 pub use topology::{Topology, TopologyBuilder};

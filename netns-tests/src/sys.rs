@@ -231,3 +231,13 @@ pub fn sigkill(pid: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sends signal `sig` to process `pid`.
+pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -4,7 +4,7 @@
 //! Everything users read about the command line is generated from these tables, so none of
 //! it can drift from what the parser accepts:
 //! - the parser ([`crate::cli::parse`]) finds options with [`option`] and commands with
-//!   [`command`], and its "use start, block, stop or isup" hints list the tables;
+//!   [`command`], and its "use start, block, stop, isup or guard" hints list the tables;
 //! - `--help` ([`super::help::text`]), the man page `bitmask-root(8)` ([`super::man::page`])
 //!   and the bash, zsh and fish completions ([`super::complete`]), which the Debian package
 //!   ships (`bitmask-root __generate man|bash|zsh|fish` prints them; `cargo xtask package`
@@ -108,6 +108,8 @@ pub enum CmdId {
     FirewallStop,
     /// `firewall isup`.
     FirewallIsup,
+    /// `firewall guard [GATEWAY...]`.
+    FirewallGuard,
     /// `fw-email start UID`.
     EmailStart,
     /// `fw-email stop`.
@@ -250,7 +252,28 @@ atomically, with no moment unprotected; stop and isup work on it as on a started
         options: &[],
         operand: Operand::Nothing,
         help: "Exit 0 only if the firewall is up (started or blocking), untouched, and planned \
-for the network as it is now; otherwise say why and exit 1.",
+for the network as it is now; otherwise say why and exit 1. Says whether a guard keeps it, or \
+whether it is orphaned (its guard ended).",
+    },
+    Cmd {
+        id: CmdId::FirewallGuard,
+        words: &["firewall", "guard"],
+        args: "[GATEWAY...]",
+        global_options: true,
+        options: &[],
+        operand: Operand::Nothing,
+        help: "Start the firewall like start (or, without a gateway, like block), then stay in \
+the foreground and keep it: the table belongs to this process (nftables table flags owner and \
+persist), so other programs cannot change or delete it and flush ruleset skips it; it is \
+re-planned when the network changes; one log line per event on stdout. SIGTERM or SIGINT end \
+the guard with exit 0 and leave the firewall up (the kernel keeps the table); a new guard \
+takes it over, firewall stop removes it (bitmask-root-guard.service runs it).\n\
+While a guard runs, firewall start and block hand it the new policy, firewall stop makes it \
+remove the table and end, firewall isup names it; a second guard is refused. The guard takes \
+the command lock only for each change it makes, so other commands never wait for it longer. \
+Without the table flags (Linux before 6.9) it re-applies the table whenever nftables changes \
+it instead; BITMASK_ROOT_GUARD_MODE=watch asks for that mode (for tests; honoured only for \
+root not run through sudo or pkexec).",
     },
     Cmd {
         id: CmdId::EmailStart,
@@ -506,6 +529,11 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "Check that the firewall is up and intact.",
     ),
     (
+        "sudo bitmask-root firewall guard 198.51.100.7",
+        "Start the kill switch and keep it in the foreground (a systemd unit, or a client that \
+keeps its pkexec call open).",
+    ),
+    (
         "sudo bitmask-root fw-email start \"$(id -u)\"",
         "Let only the calling user reach the mail proxies.",
     ),
@@ -530,11 +558,13 @@ systemctl enable bitmask-root-block.service.",
     (
         "/usr/lib/systemd/system/bitmask-root-guard.service",
         "Runs firewall guard with the gateways and options of /etc/bitmask-root/guard.env \
-(GATEWAYS=..., OPTIONS=...). Installed, not enabled.",
+(GATEWAYS=..., OPTIONS=...; no gateway guards a blocking firewall). Installed, not enabled.",
     ),
     (
         "/run/bitmask-root/",
-        "Run-time state: the pid file of the openvpn that openvpn start launched.",
+        "Run-time state: the pid file of the openvpn that openvpn start launched; lock/, the \
+command locks (one per network namespace); guard/, a running guard's control socket and lock \
+(net-DEV-INO.sock, net-DEV-INO.lock; root only).",
     ),
 ];
 

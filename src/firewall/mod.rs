@@ -20,6 +20,7 @@ mod dns_tests;
 pub mod forward;
 #[cfg(test)]
 mod golden_tests;
+pub mod guard;
 pub mod plan;
 pub mod policy;
 pub mod resolver_route;
@@ -54,8 +55,13 @@ pub async fn dry_run(policy: &Policy) -> Result<String, Error> {
 pub async fn start(policy: &Policy) -> Result<Applied, Error> {
     engine::guard_namespace()?;
     let lock = NamespaceLock::acquire()?;
+    start_held(policy, &lock).await
+}
+
+/// [`start`] for a caller that holds the command lock (`lock`).
+pub async fn start_held(policy: &Policy, lock: &NamespaceLock) -> Result<Applied, Error> {
     let net = discovery::discover().await?;
-    Ok(engine::apply_held(&plan(policy, &net)?, &lock)?)
+    Ok(engine::apply_held(&plan(policy, &net)?, lock)?)
 }
 
 /// Starts the firewall for an already discovered network (holding the command lock).
@@ -67,6 +73,11 @@ pub fn start_on(policy: &Policy, net: &Network) -> Result<Applied, Error> {
 /// Holds the command lock.
 pub fn stop() -> Result<bool, Error> {
     Ok(engine::remove(plan::TABLE)?)
+}
+
+/// [`stop`] for a caller that holds the command lock (`lock`).
+pub fn stop_held(lock: &NamespaceLock) -> Result<bool, Error> {
+    Ok(engine::remove_held(plan::TABLE, lock)?)
 }
 
 /// What the status line should add about DNS for a running firewall with `policy`: `None`

@@ -2,12 +2,14 @@
 //! back, remove. The VPN firewall ([`crate::firewall`]) and other tables use it alike.
 //!
 //! Each change holds the namespace's command lock ([`crate::nft::lock`]) for its whole run;
-//! callers that already hold it use [`apply_held`] and [`remove_held`].
+//! callers that already hold it use [`apply_held`] and [`remove_held`]. The `*_in` functions
+//! change a table through a [`Session`] that keeps one netfilter socket (the owner of a table
+//! created with [`TableFlags::OWNER`]); their callers hold the lock for each call.
 
 use crate::nft::lock::{LockError, NamespaceLock};
 use crate::nft::readback::{self, Fingerprint};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport::{self, Generation};
+use crate::nft::transport::{self, Generation, Session, TableFlags, TransportError};
 
 /// Why the engine could not apply, verify or remove a table. [`crate::Error`] carries each
 /// of these as its own variant.
@@ -105,6 +107,86 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
 
 /// [`apply`] for a caller that holds the namespace's command lock.
 pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> {
+    apply_via(rs, TableFlags::NONE, lock, &mut transport::commit)
+}
+
+/// Like [`apply_held`], through `session`, the table created with `flags`. With
+/// [`TableFlags::OWNER`] the session's socket becomes the table's owner: from then on only
+/// this session can change or remove it. Replacing a table that another live socket owns
+/// fails with EPERM and changes nothing; a table without owner (ordinary, or orphaned by an
+/// owner that closed its socket) is replaced in one transaction, with no moment without it.
+///
+/// The caller holds the namespace's command lock (`lock`) for the call, as for
+/// [`apply_held`]; a session (a guard) takes it for each change, never for its whole life.
+pub fn apply_in(
+    session: &mut Session,
+    rs: &Ruleset,
+    flags: TableFlags,
+    lock: &NamespaceLock,
+) -> Result<Applied, Error> {
+    apply_via(rs, flags, lock, &mut |enc| session.commit(enc))
+}
+
+/// Makes `session` the owner of table `rs.table` when it is orphaned (persisted after its
+/// owner's socket closed) and holds exactly `rs`: one `table add` with `flags`, contents
+/// untouched (counters included), then read back at one generation. Returns `Ok(None)`,
+/// with nothing changed, when the table is absent, owned, not orphaned, or differs from `rs`:
+/// replace it with [`apply_in`] then. The caller holds the command lock (`lock`).
+pub fn adopt_in(
+    session: &mut Session,
+    rs: &Ruleset,
+    flags: TableFlags,
+    lock: &NamespaceLock,
+) -> Result<Option<Applied>, Error> {
+    guard_namespace()?;
+    lock.ensure_current()?;
+    let (comment, fingerprint) = comment_of(rs)?;
+    let holds_plan = |k: &Option<readback::KernelTable>| {
+        k.as_ref().is_some_and(|k| {
+            k.comment.as_deref() == Some(comment.as_str())
+                && k.snapshot.fingerprint() == fingerprint
+        })
+    };
+    match readback::ownership(&rs.table)? {
+        Some(o) if o.is_orphaned() => {}
+        _ => return Ok(None),
+    }
+    if !holds_plan(&readback::read_table(&rs.table)?) {
+        return Ok(None);
+    }
+    session.commit(&transport::encode_adopt(&rs.table, flags)?)?;
+    // Once adopted, only this session may change the table: what is read back is what it
+    // adopted. Another program may have changed it between the check and the adoption; the
+    // caller replaces it then.
+    let back = readback::read_table_at(&rs.table)?;
+    if !holds_plan(&back.table) {
+        return Ok(None);
+    }
+    Ok(Some(Applied {
+        fingerprint,
+        comment,
+        generation: back.generation,
+    }))
+}
+
+/// Like [`remove_held`], through `session` (the only way to remove a table the session
+/// owns). The caller holds the command lock (`lock`).
+pub fn remove_in(session: &mut Session, name: &str, lock: &NamespaceLock) -> Result<bool, Error> {
+    guard_namespace()?;
+    lock.ensure_current()?;
+    let existed = readback::table_exists(name)?;
+    session.commit(&transport::encode_remove(name)?)?;
+    Ok(existed)
+}
+
+/// Apply under the held `lock`, with `commit` sending each batch and returning the
+/// generation it produced.
+fn apply_via(
+    rs: &Ruleset,
+    flags: TableFlags,
+    lock: &NamespaceLock,
+    commit: &mut dyn FnMut(&transport::Encoded) -> Result<Option<Generation>, TransportError>,
+) -> Result<Applied, Error> {
     guard_namespace()?;
     lock.ensure_current()?;
     let expected = readback::snapshot_of(rs)?;
@@ -115,7 +197,7 @@ pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> 
     // replacing batch runs instead.
     let mut committed = None;
     if !readback::table_exists(&rs.table)? {
-        match transport::commit(&transport::encode_create(rs, &comment)?) {
+        match commit(&transport::encode_create_flagged(rs, &comment, flags)?) {
             Ok(generation) => committed = Some(generation),
             Err(transport::TransportError::Rejected { source, .. })
                 if source.raw_os_error() == Some(libc::EEXIST) => {}
@@ -124,7 +206,7 @@ pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> 
     }
     let ours = match committed {
         Some(generation) => generation,
-        None => transport::commit(&transport::encode_replace(rs, &comment)?)?,
+        None => commit(&transport::encode_replace_flagged(rs, &comment, flags)?)?,
     };
     if rs.set_ip_forward {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {

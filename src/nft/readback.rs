@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use crate::nft::netlink::{self, Attr};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport::{self, Generation, TransportError};
+use crate::nft::transport::{self, Generation, TableFlags, TransportError};
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -301,6 +301,61 @@ fn get_table(name: &str) -> Result<Vec<Vec<u8>>, TransportError> {
 /// Whether table `inet NAME` exists (one small request).
 pub fn table_exists(name: &str) -> Result<bool, TransportError> {
     Ok(!get_table(name)?.is_empty())
+}
+
+/// Who holds a table: its flags and, while it has the owner flag, the netlink port id of the
+/// owning socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// `NFTA_TABLE_FLAGS`.
+    pub flags: TableFlags,
+    /// `NFTA_TABLE_OWNER`: the owner's netlink port id, present only while owned.
+    pub owner: Option<u32>,
+}
+
+impl Ownership {
+    /// Owned by a live socket: only that socket may change or delete the table.
+    pub fn is_owned(&self) -> bool {
+        self.flags.contains(TableFlags::OWNER)
+    }
+    /// Persisted without an owner: the socket that owned it closed and the kernel kept the
+    /// table; any root process may change it again, or take it over.
+    pub fn is_orphaned(&self) -> bool {
+        self.flags.contains(TableFlags::PERSIST) && !self.is_owned()
+    }
+}
+
+/// Reads the flags and owner of table `inet NAME` (one small request); `None` when it does not
+/// exist.
+pub fn ownership(name: &str) -> Result<Option<Ownership>, TransportError> {
+    Ok(get_table(name)?
+        .first()
+        .and_then(|raw| ownership_in(raw, name)))
+}
+
+/// The comment of table `inet NAME` (one small request); `None` when the table does not
+/// exist or has none.
+pub fn comment(name: &str) -> Result<Option<String>, TransportError> {
+    Ok(get_table(name)?.first().and_then(|raw| {
+        netlink::messages(raw).into_iter().find_map(|msg| {
+            let a = msg.nft_attrs();
+            (attr_str(&a, 1) == name)
+                .then(|| netlink::find(&a, 6).and_then(|u| table_comment(u.data)))
+                .flatten()
+        })
+    }))
+}
+
+/// The flags and owner in a NEWTABLE message for table `name`.
+pub fn ownership_in(raw: &[u8], name: &str) -> Option<Ownership> {
+    netlink::messages(raw).into_iter().find_map(|msg| {
+        let a = msg.nft_attrs();
+        (attr_str(&a, 1) == name).then(|| Ownership {
+            // FLAGS 2, OWNER 7 (both big-endian u32)
+            flags: TableFlags(netlink::find(&a, 2).and_then(|f| f.be_u32()).unwrap_or(0)),
+            owner: netlink::find(&a, 7).and_then(|o| o.be_u32()),
+        })
+    })
 }
 
 /// A table read back whole at one generation.

@@ -163,30 +163,88 @@ impl Encoded {
     }
 }
 
+/// nftables table flags (`NFTA_TABLE_FLAGS`), as a set of bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TableFlags(pub u32);
+
+impl TableFlags {
+    /// No flag: an ordinary table that any root process may change or delete.
+    pub const NONE: TableFlags = TableFlags(0);
+    /// `NFT_TABLE_F_OWNER` (Linux >= 5.12): the table belongs to the netlink socket that
+    /// created it; only that socket may change or delete it, and `flush ruleset` from any
+    /// other socket skips it.
+    pub const OWNER: TableFlags = TableFlags(0x2);
+    /// `NFT_TABLE_F_PERSIST` (Linux >= 6.9): with `OWNER`, the table stays when its owner's
+    /// socket closes (it is then orphaned: no owner, ordinary again) instead of being
+    /// destroyed.
+    pub const PERSIST: TableFlags = TableFlags(0x4);
+    /// Owner and persist: what a guard asks for.
+    pub const OWNER_PERSIST: TableFlags = TableFlags(0x6);
+
+    /// Whether every bit of `other` is set.
+    pub fn contains(self, other: TableFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
 /// What kind of batch to build.
 enum Mode<'a> {
     /// The objects only, with a plain table and no set elements: the input of the
     /// fingerprint, never sent.
     Objects,
-    /// `table add, table delete, table add (with comment), contents`: replaces whatever is
-    /// there, or nothing.
-    Replace(&'a str),
+    /// `table add, table delete, table add (with comment and flags), contents`: replaces
+    /// whatever is there, or nothing.
+    Replace(&'a str, TableFlags),
     /// `table create (exclusive, with comment), contents`: only when the table is absent. The
     /// kernel refuses it with EEXIST if the table appeared meanwhile. Without a delete in the
     /// transaction the kernel need not wait for readers of the old table (an RCU grace
     /// period, about 15 ms), so a fresh start is several times faster.
-    Create(&'a str),
+    Create(&'a str, TableFlags),
 }
 
 /// Encodes the replacement batch for `rs`, with `comment` on the table.
 pub fn encode_replace(rs: &Ruleset, comment: &str) -> Result<Encoded, TransportError> {
-    encode(rs, Mode::Replace(comment))
+    encode(rs, Mode::Replace(comment, TableFlags::NONE))
+}
+
+/// Like [`encode_replace`], the new table created with `flags`. The first `table add` carries
+/// no flags, so it never conflicts with the flags of the table it replaces; the kernel still
+/// refuses the whole batch (EPERM) when another socket owns that table.
+pub fn encode_replace_flagged(
+    rs: &Ruleset,
+    comment: &str,
+    flags: TableFlags,
+) -> Result<Encoded, TransportError> {
+    encode(rs, Mode::Replace(comment, flags))
 }
 
 /// Encodes a batch that creates table `rs.table`, with `comment`, and fails with EEXIST if
 /// it exists.
 pub fn encode_create(rs: &Ruleset, comment: &str) -> Result<Encoded, TransportError> {
-    encode(rs, Mode::Create(comment))
+    encode(rs, Mode::Create(comment, TableFlags::NONE))
+}
+
+/// Like [`encode_create`], the table created with `flags`.
+pub fn encode_create_flagged(
+    rs: &Ruleset,
+    comment: &str,
+    flags: TableFlags,
+) -> Result<Encoded, TransportError> {
+    encode(rs, Mode::Create(comment, flags))
+}
+
+/// Encodes one `table add` of the existing table `inet NAME` with `flags` and nothing else:
+/// with [`TableFlags::OWNER_PERSIST`] it makes the sending socket the owner of an orphaned
+/// table (one whose owner closed its socket) without touching its contents.
+pub fn encode_adopt(name: &str, flags: TableFlags) -> Result<Encoded, TransportError> {
+    let cname = CString::new(name)?;
+    let msg = sys::CommentedTable::with_flags(&cname, None, false, Some(flags.0));
+    let mut batch = Batch::new();
+    batch.add(&msg, MsgType::Add);
+    Ok(Encoded {
+        batch: batch.finalize(),
+        labels: vec![format!("table inet {name} (taking ownership)")],
+    })
 }
 
 /// Encodes only the objects (no table replacement, no set elements): the input of the
@@ -200,7 +258,8 @@ pub fn encode_remove(name: &str) -> Result<Encoded, TransportError> {
     let cname = CString::new(name)?;
     let table = nftnl::Table::new(&cname, ProtoFamily::Inet);
     let mut batch = Batch::new();
-    batch.add(&table, MsgType::Add);
+    // Without flags, the add never conflicts with the flags of a persisted table.
+    batch.add(&sys::CommentedTable::bare(&cname), MsgType::Add);
     batch.add(&table, MsgType::Del);
     Ok(Encoded {
         batch: batch.finalize(),
@@ -216,18 +275,23 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
     let table = nftnl::Table::new(&tname, ProtoFamily::Inet);
     let mut batch = Batch::new();
     let mut labels = Vec::new();
-    if let Mode::Replace(_) = mode {
-        batch.add(&table, MsgType::Add);
+    if let Mode::Replace(..) = mode {
+        // Without flags, the add never conflicts with the flags of the table it replaces.
+        batch.add(&sys::CommentedTable::bare(&tname), MsgType::Add);
         labels.push(format!("table inet {}", rs.table));
         batch.add(&table, MsgType::Del);
         labels.push(format!("replacing table inet {}", rs.table));
     }
     match mode {
         Mode::Objects => batch.add(&table, MsgType::Add),
-        Mode::Replace(c) | Mode::Create(c) => {
+        Mode::Replace(c, flags) | Mode::Create(c, flags) => {
             let comment = CString::new(c)?;
-            let exclusive = matches!(mode, Mode::Create(_));
-            let msg = sys::CommentedTable::new(&tname, &comment, exclusive);
+            let exclusive = matches!(mode, Mode::Create(..));
+            let msg = if flags == TableFlags::NONE {
+                sys::CommentedTable::new(&tname, &comment, exclusive)
+            } else {
+                sys::CommentedTable::with_flags(&tname, Some(&comment), exclusive, Some(flags.0))
+            };
             batch.add(&msg, MsgType::Add)
         }
     }
@@ -526,16 +590,26 @@ const RECV_BUFFER: usize = 64 << 10;
 /// A netfilter socket with buffers sized for `messages` ACKs and a batch of `bytes`.
 fn open_socket(messages: usize, bytes: usize) -> Result<mnl::Socket, TransportError> {
     let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
+    configure_socket(&socket, messages, bytes)?;
+    Ok(socket)
+}
+
+/// Sizes the buffers for `messages` ACKs and a batch of `bytes`, bounds receives in time and
+/// asks for short error messages.
+fn configure_socket(
+    socket: &mnl::Socket,
+    messages: usize,
+    bytes: usize,
+) -> Result<(), TransportError> {
     // An ACK costs about 1 KiB of receive buffer (skb overhead included).
     sys::size_socket_buffers(
-        &socket,
+        socket,
         messages * 1024 + (256 << 10),
         bytes * 2 + (256 << 10),
     )
     .map_err(TransportError::Open)?;
-    sys::set_receive_timeout(&socket, 30).map_err(TransportError::Open)?;
-    sys::cap_acks(&socket).map_err(TransportError::Open)?;
-    Ok(socket)
+    sys::set_receive_timeout(socket, 30).map_err(TransportError::Open)?;
+    sys::cap_acks(socket).map_err(TransportError::Open)
 }
 
 /// Sends an encoded batch in one message and waits for every ACK. On `Err(Rejected)` the
@@ -546,7 +620,20 @@ pub fn commit(enc: &Encoded) -> Result<Option<Generation>, TransportError> {
     echo_generation(&mut buf);
     let seqs = enc.batch.sequence_numbers();
     let socket = open_socket(seqs.len(), buf.len())?;
-    let sent = socket.send(&buf).map_err(TransportError::Send)?;
+    let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
+    commit_on(&socket, &mut rbuf, enc, &buf)
+}
+
+/// Sends `buf` (the bytes of `enc`, the echo flag set) on `socket` and waits for every ACK;
+/// returns the generation the kernel echoed.
+fn commit_on(
+    socket: &mnl::Socket,
+    rbuf: &mut sys::AlignedBuf,
+    enc: &Encoded,
+    buf: &[u8],
+) -> Result<Option<Generation>, TransportError> {
+    let seqs = enc.batch.sequence_numbers();
+    let sent = socket.send(buf).map_err(TransportError::Send)?;
     if sent != buf.len() {
         return Err(TransportError::Send(io::Error::other(format!(
             "sent {sent} of {} bytes",
@@ -561,7 +648,6 @@ pub fn commit(enc: &Encoded) -> Result<Option<Generation>, TransportError> {
     };
     let portid = socket.portid();
     let mut pending: BTreeSet<u32> = seqs.clone().collect();
-    let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
     let mut committed = None;
     while !pending.is_empty() {
         let bytes = rbuf.bytes_mut();
@@ -616,20 +702,30 @@ pub fn dump(request: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, Transpor
     }
 }
 
-/// One dump: the messages, and whether the kernel vouched for their consistency.
+/// One dump on a socket of its own.
 fn dump_once(request: &[u8], what: &'static str) -> Result<(Vec<Vec<u8>>, bool), TransportError> {
-    const NLM_F_DUMP_INTR: u16 = 0x10;
-    let mut consistent = true;
     let socket = open_socket(64, request.len()).map_err(|e| match e {
         TransportError::Open(source) => TransportError::Dump { what, source },
         other => other,
     })?;
+    let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
+    dump_on(&socket, &mut rbuf, request, what)
+}
+
+/// One dump on `socket`: the messages, and whether the kernel vouched for their consistency.
+fn dump_on(
+    socket: &mnl::Socket,
+    rbuf: &mut sys::AlignedBuf,
+    request: &[u8],
+    what: &'static str,
+) -> Result<(Vec<Vec<u8>>, bool), TransportError> {
+    const NLM_F_DUMP_INTR: u16 = 0x10;
+    let mut consistent = true;
     socket
         .send(request)
         .map_err(|source| TransportError::Dump { what, source })?;
     let portid = socket.portid();
     let mut out = Vec::new();
-    let mut rbuf = sys::AlignedBuf::new(RECV_BUFFER);
     loop {
         let bytes = rbuf.bytes_mut();
         let n = socket
@@ -660,6 +756,91 @@ fn dump_once(request: &[u8], what: &'static str) -> Result<(Vec<Vec<u8>>, bool),
                 _ => out.push(msg.raw.to_vec()),
             }
         }
+    }
+}
+
+/// One netfilter netlink socket kept open across transactions and dumps.
+///
+/// The one-shot [`commit`] and [`dump`] open a socket per call. A session keeps one, which
+/// matters when a table is created with [`TableFlags::OWNER`]: the kernel binds the table to
+/// the socket that created it, so every later change must go through that same socket, and
+/// closing it ends the ownership (with [`TableFlags::PERSIST`] the table stays, orphaned).
+/// It also saves the socket set-up of each call.
+///
+/// Like every netlink socket it belongs to the network namespace of the thread that opened
+/// it. It is not `Send`: keep it on the thread that opened it.
+pub struct Session {
+    socket: mnl::Socket,
+    rbuf: sys::AlignedBuf,
+    /// The receive and send buffer sizes set so far.
+    sized: (usize, usize),
+}
+
+impl Session {
+    /// Opens a netfilter socket in the calling thread's network namespace. Programs this
+    /// process starts do not inherit it (`FD_CLOEXEC`): a child holding it would keep a table
+    /// owned after this session closed.
+    pub fn open() -> Result<Session, TransportError> {
+        let socket = mnl::Socket::open(mnl::Bus::Netfilter).map_err(TransportError::Open)?;
+        sys::set_cloexec(&socket).map_err(TransportError::Open)?;
+        socket
+            .bind(0, 0) // MNL_SOCKET_AUTOPID: the kernel picks the port id
+            .map_err(TransportError::Open)?;
+        configure_socket(&socket, 64, 0)?;
+        Ok(Session {
+            socket,
+            rbuf: sys::AlignedBuf::new(RECV_BUFFER),
+            sized: (64 * 1024 + (256 << 10), 256 << 10),
+        })
+    }
+
+    /// The socket's netlink port id: what the kernel records as the owner of the tables it
+    /// creates with [`TableFlags::OWNER`].
+    pub fn portid(&self) -> u32 {
+        self.socket.portid()
+    }
+
+    /// Like [`commit`], through this session's socket; returns the generation the commit
+    /// produced, as the kernel echoed it.
+    pub fn commit(&mut self, enc: &Encoded) -> Result<Option<Generation>, TransportError> {
+        let mut buf = enc.bytes();
+        echo_generation(&mut buf);
+        let want = (
+            enc.batch.sequence_numbers().len() * 1024 + (256 << 10),
+            buf.len() * 2 + (256 << 10),
+        );
+        if want.0 > self.sized.0 || want.1 > self.sized.1 {
+            let grown = (want.0.max(self.sized.0), want.1.max(self.sized.1));
+            sys::size_socket_buffers(&self.socket, grown.0, grown.1)
+                .map_err(TransportError::Open)?;
+            self.sized = grown;
+        }
+        self.drain();
+        commit_on(&self.socket, &mut self.rbuf, enc, &buf)
+    }
+
+    /// Like [`dump`], through this session's socket.
+    pub fn dump(
+        &mut self,
+        request: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<Vec<u8>>, TransportError> {
+        let mut attempt = 0;
+        loop {
+            self.drain();
+            let (messages, consistent) = dump_on(&self.socket, &mut self.rbuf, request, what)?;
+            attempt += 1;
+            if consistent || attempt == 3 {
+                return Ok(messages);
+            }
+        }
+    }
+
+    /// Drops whatever an earlier exchange left unread (a late duplicate ACK, the rest of a
+    /// refused batch's ACKs), so that sequence numbers, which restart with every batch,
+    /// are never matched against an old answer.
+    fn drain(&mut self) {
+        while sys::recv_nowait(&self.socket, self.rbuf.bytes_mut()).is_ok_and(|n| n > 0) {}
     }
 }
 

@@ -1,5 +1,6 @@
-//! `flock(2)`, for the per-namespace command lock ([`crate::nft::lock`]). The standard
-//! library's `File::try_lock` needs Rust 1.89; the crate builds with 1.85.
+//! `flock(2)`, for the per-namespace command lock ([`crate::nft::lock`]) and the guard's own
+//! lock ([`crate::firewall::guard::control`]). The standard library's `File::try_lock` needs
+//! Rust 1.89; the crate builds with 1.85.
 
 use std::fs::File;
 use std::io;

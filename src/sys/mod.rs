@@ -3,12 +3,14 @@
 //! carries a `SAFETY:` comment saying why it is sound.
 //!
 //! - [`netfilter`]: what the firewall engine needs beyond the safe `nftnl` and `mnl` APIs;
-//! - [`flock`]: the `flock(2)` behind the per-namespace command lock;
+//! - [`flock`]: the `flock(2)` behind the per-namespace command lock and the guard's lock;
+//! - [`guard`]: the thread id, which the firewall guard needs;
 //! - [`openvpn`]: what the OpenVPN launcher needs beyond `std` (descriptors opened without
 //!   following links, per-thread filesystem credentials, executing the checked binary, pidfds);
 //!   the launcher is the only part of the crate that starts a process.
 
 pub mod flock;
+pub mod guard;
 pub mod netfilter;
 pub mod openvpn;
 

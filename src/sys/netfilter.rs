@@ -118,7 +118,8 @@ impl Expression for CtDirection {
 /// The type used in nft's user-data TLV for a table comment (`NFTNL_UDATA_TABLE_COMMENT`).
 const UDATA_TABLE_COMMENT: u8 = 0;
 
-/// A table message that carries a comment (nftnl 0.9's `Table` cannot set user data).
+/// A table message that carries a comment (nftnl 0.9's `Table` cannot set user data) and,
+/// when asked, table flags.
 pub struct CommentedTable {
     table: NonNull<nsys::nftnl_table>,
     exclusive: bool,
@@ -129,11 +130,35 @@ impl CommentedTable {
     /// kernel limits user data to 256 bytes). With `exclusive`, adding it fails with EEXIST
     /// when the table exists (`NLM_F_CREATE | NLM_F_EXCL`).
     pub fn new(name: &CString, comment: &CString, exclusive: bool) -> CommentedTable {
-        let text = comment.as_bytes_with_nul();
-        let mut udata = Vec::with_capacity(text.len() + 2);
-        udata.push(UDATA_TABLE_COMMENT);
-        udata.push(text.len().min(255) as u8);
-        udata.extend_from_slice(&text[..text.len().min(255)]);
+        CommentedTable::with_flags(name, Some(comment), exclusive, Some(0))
+    }
+
+    /// A table message with only the name: no flags, no comment. Added to an existing table
+    /// it changes nothing whatever that table's flags are (the kernel compares flags only
+    /// when the message carries them; nftnl's own `Table` always sends flags 0, which the
+    /// kernel refuses, EOPNOTSUPP, for a table that has the owner or persist flag).
+    pub fn bare(name: &CString) -> CommentedTable {
+        CommentedTable::with_flags(name, None, false, None)
+    }
+
+    /// Like [`CommentedTable::new`], with `NFTA_TABLE_FLAGS` set to `flags` (`NFT_TABLE_F_*`:
+    /// owner 0x2, persist 0x4; `None` leaves the attribute out) and the comment optional.
+    /// Without a comment the message carries no user data, which is what adopting an
+    /// existing table sends.
+    pub fn with_flags(
+        name: &CString,
+        comment: Option<&CString>,
+        exclusive: bool,
+        flags: Option<u32>,
+    ) -> CommentedTable {
+        let udata = comment.map(|comment| {
+            let text = comment.as_bytes_with_nul();
+            let mut udata = Vec::with_capacity(text.len() + 2);
+            udata.push(UDATA_TABLE_COMMENT);
+            udata.push(text.len().min(255) as u8);
+            udata.extend_from_slice(&text[..text.len().min(255)]);
+            udata
+        });
         // SAFETY: alloc returns an owned object or NULL (handled). The setters copy the
         // NUL-terminated name and the user-data bytes (pointer and length from a live Vec).
         unsafe {
@@ -147,13 +172,17 @@ impl CommentedTable {
                 ProtoFamily::Inet as u32,
             );
             nsys::nftnl_table_set_str(t.as_ptr(), nsys::NFTNL_TABLE_NAME as u16, name.as_ptr());
-            nsys::nftnl_table_set_u32(t.as_ptr(), nsys::NFTNL_TABLE_FLAGS as u16, 0);
-            nsys::nftnl_table_set_data(
-                t.as_ptr(),
-                nsys::NFTNL_TABLE_USERDATA as u16,
-                udata.as_ptr() as *const c_void,
-                udata.len() as u32,
-            );
+            if let Some(flags) = flags {
+                nsys::nftnl_table_set_u32(t.as_ptr(), nsys::NFTNL_TABLE_FLAGS as u16, flags);
+            }
+            if let Some(udata) = &udata {
+                nsys::nftnl_table_set_data(
+                    t.as_ptr(),
+                    nsys::NFTNL_TABLE_USERDATA as u16,
+                    udata.as_ptr() as *const c_void,
+                    udata.len() as u32,
+                );
+            }
             CommentedTable {
                 table: t,
                 exclusive,
@@ -294,4 +323,36 @@ pub fn set_size<K>(set: &nftnl::set::Set<'_, K>, size: u32) {
             size,
         )
     };
+}
+
+/// Reads one datagram without waiting (`MSG_DONTWAIT`); `Err(WouldBlock)` when none is queued.
+pub fn recv_nowait(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe a live, writable buffer borrowed for the call;
+    // the fd is owned by `fd`.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Sets `FD_CLOEXEC` on a descriptor, so that programs this process starts do not inherit it.
+pub fn set_cloexec(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFD/F_SETFD takes and returns plain integers; the fd is owned by
+    // `fd` for the call.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 mod chart;
+mod guard;
 mod helper;
 mod iptables;
 mod lab;
@@ -54,15 +55,21 @@ pub struct Opts {
     pub out: PathBuf,
     /// Whether this is the quick variant.
     pub quick: bool,
+    /// Only the guard section (`--guard`).
+    pub guard_only: bool,
+    /// Rounds per measurement of the guard section.
+    pub guard_rounds: usize,
 }
 
 const USAGE: &str = "\
-cargo xtask bench [--quick] [--runs N] [--warmup N] [--sizes 1,50,...] [--mix-sizes 50,...] [--out DIR]
+cargo xtask bench [--quick] [--guard] [--runs N] [--warmup N] [--sizes 1,50,...] [--mix-sizes 50,...] [--out DIR]
 
 Benchmarks bitmask-root against nft -f and the iptables way, inside throwaway network
 namespaces (needs root). Writes docs/bench.md and docs/bench.svg; --quick is a fast check with
 fewer runs and sizes, written to target/bench-quick/. About 4 minutes on 2 CPUs, --quick about
-half a minute.
+half a minute. The guard section (how fast firewall guard repairs its table and re-plans after
+a network change) runs last and writes bench-guard.md; --guard runs it alone (a few seconds,
+--runs sets its rounds).
 ";
 
 impl Opts {
@@ -78,6 +85,8 @@ impl Opts {
             flood_rounds: 5,
             out: workspace().join("docs"),
             quick: false,
+            guard_only: false,
+            guard_rounds: 31,
         }
     }
 
@@ -93,6 +102,8 @@ impl Opts {
             flood_rounds: 2,
             out: target_dir().join("bench-quick"),
             quick: true,
+            guard_only: false,
+            guard_rounds: 11,
         }
     }
 
@@ -111,7 +122,11 @@ impl Opts {
             };
             match a.as_str() {
                 "--quick" => {}
-                "--runs" => o.runs = number(value()?)?.max(1),
+                "--guard" => o.guard_only = true,
+                "--runs" => {
+                    o.runs = number(value()?)?.max(1);
+                    o.guard_rounds = o.runs;
+                }
                 "--warmup" => o.warmup = number(value()?)?,
                 "--sizes" => o.sizes = list(value()?)?,
                 "--mix-sizes" => o.mix_sizes = list(value()?)?,
@@ -165,6 +180,8 @@ pub struct Built {
     pub bin: PathBuf,
     /// `target/release/examples/bench_lib`.
     pub helper: PathBuf,
+    /// `target/release/examples/bench_guard`.
+    pub guard_helper: PathBuf,
 }
 
 /// Builds the binary and the helper in release mode.
@@ -175,6 +192,7 @@ fn build() -> Result<Built, String> {
         .current_dir(workspace())
         .args(["build", "--quiet", "--release", "-p", "bitmask-root"])
         .args(["--bin", "bitmask-root", "--example", "bench_lib"])
+        .args(["--example", "bench_guard"])
         .status()
         .map_err(|e| format!("could not run cargo build: {e}"))?;
     if !status.success() {
@@ -184,6 +202,7 @@ fn build() -> Result<Built, String> {
     Ok(Built {
         bin: release.join("bitmask-root"),
         helper: release.join("examples").join("bench_lib"),
+        guard_helper: release.join("examples").join("bench_guard"),
     })
 }
 
@@ -226,10 +245,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     std::env::set_var("BITMASK_ROOT_REQUIRE_NETNS", root_ino.to_string());
     sys::install_interrupt_handler().map_err(|e| format!("signal handler: {e}"))?;
     lab::remove_stale();
+    if opts.guard_only {
+        return guard::run(&built, &opts, root_ino).map(|_| ());
+    }
     let results = {
         let lab = lab::Lab::create(root_ino)?;
         suite::run_in_namespace(&lab, &built, &opts)?
         // `lab` drops here: both namespaces and the scratch directory are deleted.
     };
-    report::publish(&results, &opts)
+    report::publish(&results, &opts)?;
+    guard::run(&built, &opts, root_ino).map(|_| ())
 }
