@@ -15,6 +15,7 @@ const POLICY: &str = "/usr/share/polkit-1/actions/se.leap.bitmask-root.policy";
 const POLKIT_DTD: &str = "/usr/share/polkit-1/policyconfig-1.dtd";
 const UNITS: &[&str] = &["bitmask-root-block.service", "bitmask-root-guard.service"];
 const UNIT_DIR: &str = "/usr/lib/systemd/system";
+const GUARD_ENV_EXAMPLE: &str = "/usr/share/doc/bitmask-root/examples/guard.env";
 const MAN: &str = "/usr/share/man/man8/bitmask-root.8.gz";
 const BASH: &str = "/usr/share/bash-completion/completions/bitmask-root";
 const ZSH: &str = "/usr/share/zsh/vendor-completions/_bitmask-root";
@@ -347,6 +348,130 @@ fn check_units() -> Result<String, String> {
     Ok(notes.join("; "))
 }
 
+/// The value of `KEY=...` in an environment file as systemd reads it (one pair of double
+/// quotes removed); `None` when the key is missing.
+fn env_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix(key)?.strip_prefix('=')?;
+        Some(
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+                .to_string(),
+        )
+    })
+}
+
+/// The guard unit's `ExecStart=` with `$OPTIONS` and `$GATEWAYS` expanded as systemd expands a
+/// lone `$VAR` word (split at whitespace into zero or more arguments), `--dry-run` put first.
+fn guard_argv(exec: &str, options: &str, gateways: &str) -> Result<Vec<String>, String> {
+    let mut words = exec.split_whitespace();
+    ensure(
+        words.next() == Some(BIN),
+        format!("ExecStart= does not run {BIN}: {exec}"),
+    )?;
+    let mut argv = vec!["--dry-run".to_string()];
+    for w in words {
+        match w {
+            "$OPTIONS" => argv.extend(options.split_whitespace().map(str::to_string)),
+            "$GATEWAYS" => argv.extend(gateways.split_whitespace().map(str::to_string)),
+            w if w.contains('$') => {
+                return Err(format!("ExecStart= uses {w}, which guard.env does not set"))
+            }
+            w => argv.push(w.to_string()),
+        }
+    }
+    Ok(argv)
+}
+
+/// The guard unit runs the real command line: its `ExecStart=`, expanded with the packaged
+/// example of guard.env (no gateway: a guarded block) and with gateways and options, is a
+/// `firewall guard` that the installed binary accepts (checked with `--dry-run`, which changes
+/// nothing); a bad gateway exits 2, which the unit does not restart; SIGTERM, which ends the
+/// guard with exit 0 and the firewall up, is how systemd stops it.
+fn check_guard_unit() -> Result<String, String> {
+    let unit_path = format!("{UNIT_DIR}/bitmask-root-guard.service");
+    let unit = std::fs::read_to_string(&unit_path).map_err(|e| format!("{unit_path}: {e}"))?;
+    for line in [
+        "EnvironmentFile=/etc/bitmask-root/guard.env",
+        "KillSignal=SIGTERM",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=2",
+        "RuntimeDirectory=bitmask-root",
+        "RuntimeDirectoryMode=0755",
+        "RuntimeDirectoryPreserve=yes",
+    ] {
+        ensure(
+            unit.lines().any(|l| l.trim() == line),
+            format!("{unit_path} lacks {line}"),
+        )?;
+    }
+    ensure(
+        !unit
+            .lines()
+            .any(|l| l.trim().starts_with("SuccessExitStatus=")),
+        "the guard exits 0 on SIGTERM: no other exit status may count as success",
+    )?;
+    let exec = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStart="))
+        .ok_or_else(|| format!("{unit_path} has no ExecStart="))?;
+    let example = std::fs::read_to_string(GUARD_ENV_EXAMPLE)
+        .map_err(|e| format!("{GUARD_ENV_EXAMPLE}: {e}"))?;
+    let (gateways, options) = match (
+        env_value(&example, "GATEWAYS"),
+        env_value(&example, "OPTIONS"),
+    ) {
+        (Some(g), Some(o)) => (g, o),
+        _ => return Err(format!("{GUARD_ENV_EXAMPLE} must set GATEWAYS and OPTIONS")),
+    };
+    let run = |options: &str, gateways: &str| -> Result<Output, String> {
+        let argv = guard_argv(exec, options, gateways)?;
+        ensure(
+            argv.windows(2).any(|w| w == ["firewall", "guard"]),
+            format!("ExecStart= does not run firewall guard: {exec}"),
+        )?;
+        output(bin()?.args(&argv))
+    };
+    let example_run = run(&options, &gateways)?;
+    let plan = text(&example_run.stdout);
+    ensure(
+        example_run.status.success()
+            && plan.starts_with("table inet bitmask {")
+            && plan.contains("; mode block;"),
+        format!(
+            "the example guard.env ({exec}) exited {:?}: {}{plan}",
+            example_run.status.code(),
+            text(&example_run.stderr)
+        ),
+    )?;
+    let given = run("--lan off --tunnel wg0", "198.51.100.7 2001:db8::7")?;
+    let plan = text(&given.stdout);
+    ensure(
+        given.status.success()
+            && plan.contains("198.51.100.7")
+            && plan.contains("2001:db8::7")
+            && plan.contains("; lan off;")
+            && plan.contains("oifname \"wg0\" accept")
+            && !plan.contains("mode block"),
+        format!(
+            "guard.env with gateways and options exited {:?}: {}{plan}",
+            given.status.code(),
+            text(&given.stderr)
+        ),
+    )?;
+    let bad = run("", "198.51.100.7 127.1")?;
+    ensure(
+        bad.status.code() == Some(2),
+        format!(
+            "a bad gateway in guard.env exited {:?}, want 2 (RestartPreventExitStatus=2): {}",
+            bad.status.code(),
+            text(&bad.stderr)
+        ),
+    )?;
+    Ok("ExecStart= with the example guard.env (a guarded block) and with gateways and options is accepted; a bad gateway exits 2".into())
+}
+
 fn check_man() -> Result<String, String> {
     let out = output(
         Command::new("man")
@@ -491,6 +616,10 @@ pub fn run() -> Result<(), String> {
     );
     c.check("polkit policy (xmllint, polkit's DTD)", check_polkit());
     c.check("systemd units (systemd-analyze)", check_units());
+    c.check(
+        "guard unit runs the real command line (ExecStart=, guard.env)",
+        check_guard_unit(),
+    );
     c.check("man -l renders bitmask-root(8)", check_man());
     c.check("bash completion", check_bash());
     c.check("zsh completion", check_zsh());
