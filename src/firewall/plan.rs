@@ -151,7 +151,7 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             )
         })
         .to_vec();
-    Ok(Ruleset {
+    let mut rs = Ruleset {
         table: TABLE.into(),
         record: record(policy),
         sets,
@@ -179,7 +179,24 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
             },
         ],
         set_ip_forward,
-    })
+    };
+    count_refusals(&mut rs);
+    Ok(rs)
+}
+
+/// Every rule that refuses packets counts them (`counter`), so `firewall status` can say how
+/// many packets the kill switch stopped, and of which kind.
+fn count_refusals(rs: &mut Ruleset) {
+    for rule in rs.chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
+        rule.counter = match rule.action {
+            Action::Reject | Action::RejectTcpReset => true,
+            Action::Accept
+            | Action::Return
+            | Action::Log { .. }
+            | Action::Dnat(..)
+            | Action::Masquerade => false,
+        };
+    }
 }
 
 /// The LAN prefixes to open: (interface, prefix), skipping loopback, the tunnel, host routes,
