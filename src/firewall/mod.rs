@@ -16,6 +16,8 @@
 
 pub mod discovery;
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod golden_tests;
 pub mod plan;
 pub mod policy;

@@ -6,11 +6,13 @@
 //! - [`transport`]: a ruleset as one nftnl batch, sent with mnl, errors read back;
 //! - [`readback`]: a table dumped from the kernel, canonicalised and fingerprinted;
 //! - [`engine`]: apply in one transaction and verify, remove;
+//! - [`eval`]: the kernel's walk of a packet through a ruleset, without the kernel;
 //! - [`netlink`]: the netlink message and attribute framing the others parse.
 //!
 //! Nothing here knows which firewall a ruleset belongs to.
 
 pub mod engine;
+pub mod eval;
 pub mod netlink;
 pub mod readback;
 pub mod render;
