@@ -641,3 +641,16 @@ fn nat_is_settled_by_the_first_nat_rule_and_skipped_on_the_way_back_in() {
     let ev = evaluate(&rs, &udp("127.0.0.53", 9).0, &routes).expect("evaluates");
     assert_eq!(ev.fate, Fate::Delivered);
 }
+
+#[test]
+fn every_plan_decodes_back_to_itself() {
+    for profile in [Profile::Default, Profile::Compat] {
+        for lan in [LanMode::Private, LanMode::OnLink, LanMode::Off] {
+            for debug in [false, true] {
+                let rs = plan(&policy(lan, profile, debug), &network()).expect("plan");
+                let back = crate::nft::decode::round_trip(&rs);
+                assert_eq!(back, rs, "{profile:?} {lan} debug {debug}");
+            }
+        }
+    }
+}

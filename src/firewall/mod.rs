@@ -17,10 +17,13 @@
 pub mod discovery;
 #[cfg(test)]
 mod eval_tests;
+pub mod explain;
 #[cfg(test)]
 mod golden_tests;
+pub mod json;
 pub mod plan;
 pub mod policy;
+pub mod route;
 pub mod status;
 
 use crate::error::Error;
