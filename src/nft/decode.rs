@@ -31,6 +31,9 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// The counters of a table's counted rules, by chain name and rule position (from 0).
+pub type Counters = BTreeMap<(String, usize), Counter>;
+
 /// A table as it runs in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Running {
@@ -38,8 +41,8 @@ pub struct Running {
     pub ruleset: Ruleset,
     /// What the read-back saw (comment, canonical snapshot, set elements).
     pub kernel: KernelTable,
-    /// The counters of counted rules, by chain name and rule position (from 0).
-    pub counters: BTreeMap<(String, usize), Counter>,
+    /// The counters of counted rules.
+    pub counters: Counters,
 }
 
 /// Why a running table could not be decoded.
@@ -458,7 +461,7 @@ pub fn decode(
     name: &str,
     messages: &[netlink::Message<'_>],
     set_elements: &BTreeMap<String, Vec<IpAddr>>,
-) -> Result<(Ruleset, BTreeMap<(String, usize), Counter>), DecodeError> {
+) -> Result<(Ruleset, Counters), DecodeError> {
     let mut chains: Vec<Chain> = Vec::new();
     let mut sets: Vec<Set> = Vec::new();
     let mut counters = BTreeMap::new();
