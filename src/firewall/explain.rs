@@ -9,7 +9,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::error::Error;
 use crate::firewall::json::Json;
+use crate::firewall::route::KernelRoutes;
+use crate::firewall::status::{judge, Status};
+use crate::nft::decode;
 use crate::nft::eval::{
     evaluate, ChainEnd, EvalError, Evaluation, Fate, Origin, Packet, Routing, RuleRef, Stage,
     Transport,
@@ -126,11 +130,12 @@ fn target(dst: IpAddr, port: Option<u16>, protocol: Protocol) -> String {
 /// Which rules the answer is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Basis {
-    /// The firewall running in the kernel, read back. `stale` says why it no longer is the
-    /// plan for the network as it is now, when it is not.
+    /// The firewall running in the kernel, read back. `warning` says why it no longer is
+    /// the plan for the network as it is now, when it is not ("is stale (...)", "was changed
+    /// by another program (...)").
     Running {
-        /// Why the running firewall is stale, if it is.
-        stale: Option<String>,
+        /// What is wrong with the running firewall, if anything.
+        warning: Option<String>,
     },
     /// The plan for the options given (`--dry-run`), not applied.
     Plan,
@@ -258,14 +263,14 @@ pub fn explain(
     let passes = ev.fate.passes();
     let mut text = words(&ev, q, &ctx);
     match &basis {
-        Basis::Running { stale: Some(why) } => text.push_str(&format!(
-            " Note: the running firewall is stale ({why}); run firewall start again."
+        Basis::Running { warning: Some(why) } => text.push_str(&format!(
+            " Note: the running firewall {why}; run firewall start again."
         )),
         Basis::NotRunning => text.push_str(&format!(
             " The firewall is not running (no table inet {}): nothing is filtered.",
             plan::TABLE
         )),
-        Basis::Running { stale: None } | Basis::Plan => {}
+        Basis::Running { warning: None } | Basis::Plan => {}
     }
     if ctx.compat() {
         text.push_str(" (LEAKY --compat rules.)");
@@ -471,6 +476,66 @@ fn pass_reason(ev: &Evaluation, q: &Question, ctx: &Context) -> String {
     }
 }
 
+/// Explains `q` for the firewall running in the calling thread's namespace, read back and
+/// decoded (routes looked up over rtnetlink). Needs root. Call it outside any async context.
+pub fn explain_running(q: &Question) -> Result<Explanation, Error> {
+    let (routes, net) = KernelRoutes::open()?;
+    let (rs, basis) = match decode::read_running(plan::TABLE)? {
+        None => (
+            Ruleset {
+                table: plan::TABLE.into(),
+                record: String::new(),
+                sets: Vec::new(),
+                chains: Vec::new(),
+                set_ip_forward: false,
+            },
+            Basis::NotRunning,
+        ),
+        Some(running) => {
+            let warning = match judge(&running.kernel, &net)? {
+                Status::Up(_) | Status::Down => None,
+                Status::Stale { reason, .. } => Some(format!("is stale ({reason})")),
+                Status::Tampered { reason } => {
+                    Some(format!("was changed by another program ({reason})"))
+                }
+            };
+            (running.ruleset, Basis::Running { warning })
+        }
+    };
+    Ok(explain(&rs, basis, q, &routes)?)
+}
+
+/// Explains `q` for the plan of `policy` on the network as it is now (nothing applied; no
+/// root needed). With `without_gateways`, the gateways' sets and rules are left out of the
+/// plan (for a question asked without any gateway).
+pub fn explain_plan(
+    policy: &Policy,
+    without_gateways: bool,
+    q: &Question,
+) -> Result<Explanation, Error> {
+    let (routes, net) = KernelRoutes::open()?;
+    let mut rs = plan::plan(policy, &net)?;
+    if without_gateways {
+        strip_gateways(&mut rs, policy);
+    }
+    Ok(explain(&rs, Basis::Plan, q, &routes)?)
+}
+
+/// Removes the gateway sets and every rule about a gateway.
+fn strip_gateways(rs: &mut Ruleset, policy: &Policy) {
+    let sets: Vec<String> = rs.sets.iter().map(|s| s.name.clone()).collect();
+    rs.sets.clear();
+    for chain in &mut rs.chains {
+        chain.rules.retain(|r| {
+            !r.matches.iter().any(|m| match m {
+                Match::DaddrIn(set, _) => sets.contains(set),
+                Match::Daddr(p) => p.is_host() && policy.gateways().contains(&p.addr()),
+                _ => false,
+            })
+        });
+    }
+}
+
 fn rule_json(r: &RuleRef) -> Json {
     Json::obj([
         ("chain", Json::str(&r.chain)),
@@ -542,9 +607,9 @@ impl Explanation {
             ("version", Json::Int(JSON_VERSION.into())),
             ("basis", Json::str(self.basis.as_str())),
             (
-                "stale",
+                "warning",
                 match &self.basis {
-                    Basis::Running { stale } => Json::opt_str(stale.as_ref()),
+                    Basis::Running { warning } => Json::opt_str(warning.as_ref()),
                     Basis::Plan | Basis::NotRunning => Json::Null,
                 },
             ),

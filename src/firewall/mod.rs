@@ -23,6 +23,7 @@ mod golden_tests;
 pub mod json;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod route;
 pub mod status;
 
