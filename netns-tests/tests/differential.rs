@@ -392,7 +392,7 @@ fn generate(rng: &mut Rng, w: &World) -> Probe {
         }
         24..=28 => {
             // Local stubs and loopback.
-            probe.dst = ip(*rng.pick(&["127.0.0.53", "127.0.1.1", "127.0.0.1", "::1"]));
+            probe.dst = ip(rng.pick::<&str>(&["127.0.0.53", "127.0.1.1", "127.0.0.1", "::1"]));
             let port = if rng.chance(80) { 53 } else { 9 };
             probe.kind = if rng.chance(70) {
                 Kind::Udp {
@@ -425,9 +425,9 @@ fn generate(rng: &mut Rng, w: &World) -> Probe {
         ];
         let v6 = ["2001:db8:1::10", "2001:db8:2::1", "fd00:1::1", "fd00:2::1"];
         probe.dst = if rng.chance(70) {
-            ip(*rng.pick(&v4))
+            ip(rng.pick::<&str>(&v4))
         } else {
-            ip(*rng.pick(&v6))
+            ip(rng.pick::<&str>(&v6))
         };
         probe.forwarded = Some(if probe.dst.is_ipv4() {
             IpAddr::V4(CTR_V4)
@@ -475,14 +475,14 @@ fn generate(rng: &mut Rng, w: &World) -> Probe {
         None => {
             let loopback = ["127.0.0.1", "127.0.0.53", "127.0.1.1", "::1"];
             match rng.below(10) {
-                0 => ip(*rng.pick(&loopback)),
-                1..=6 => ip(*rng.pick(&anywhere_v4)),
-                _ => ip(*rng.pick(&anywhere_v6)),
+                0 => ip(rng.pick::<&str>(&loopback)),
+                1..=6 => ip(rng.pick::<&str>(&anywhere_v4)),
+                _ => ip(rng.pick::<&str>(&anywhere_v6)),
             }
         }
         Some("ctr0") => {
             let ll = w.peer_ll["ctr0"].to_string();
-            ip(*rng.pick(&[
+            ip(rng.pick::<&str>(&[
                 "172.17.0.2",
                 "172.17.0.1",
                 "fd00:17::2",
@@ -492,8 +492,8 @@ fn generate(rng: &mut Rng, w: &World) -> Probe {
         }
         Some(dev) => match rng.below(10) {
             0..=1 => IpAddr::V6(w.peer_ll[dev]),
-            2..=6 => ip(*rng.pick(&anywhere_v4)),
-            _ => ip(*rng.pick(&anywhere_v6)),
+            2..=6 => ip(rng.pick::<&str>(&anywhere_v4)),
+            _ => ip(rng.pick::<&str>(&anywhere_v6)),
         },
     };
     probe
