@@ -938,6 +938,55 @@ mod tests {
     }
 
     #[test]
+    fn explain_and_status_command_lines() {
+        let x = |s: &str| match parse_ok(s).command {
+            Command::FirewallExplain(x) => x,
+            other => panic!("{s}: {other:?}"),
+        };
+        let e = x("firewall explain 192.168.2.5:631");
+        assert_eq!(e.question.protocol, Protocol::Tcp);
+        assert_eq!(e.question.port, Some(631));
+        assert!(e.plan.is_none() && !e.json);
+        let e = x("firewall explain [2001:db8::1]:53 udp --via eth0 --sport 5353 --json");
+        assert_eq!(e.question.protocol, Protocol::Udp);
+        assert_eq!(e.question.via.as_deref(), Some("eth0"));
+        assert_eq!(e.question.sport, Some(5353));
+        assert!(e.json);
+        let e = x("firewall explain fe80::1%eth1");
+        assert_eq!(e.question.protocol, Protocol::Icmp);
+        assert_eq!(e.question.via.as_deref(), Some("eth1"));
+        let e = x("firewall explain 203.0.113.10:443 tcp --in=docker0 --src 172.17.0.2");
+        assert_eq!(e.question.forwarded_from.as_deref(), Some("docker0"));
+        let e = x("--dry-run --lan off firewall explain 10.0.0.1:80 --gateway 198.51.100.7");
+        let (p, without) = e.plan.expect("a plan");
+        assert!(!without && p.lan() == LanMode::Off);
+        let e = x("--dry-run firewall explain 10.0.0.1:80");
+        assert!(matches!(e.plan, Some((_, true))));
+        assert_eq!(
+            parse_ok("firewall status --json").command,
+            Command::FirewallStatus { json: true }
+        );
+        for bad in [
+            "firewall explain",
+            "firewall explain --via eth0 10.0.0.1",
+            "firewall explain 10.0.0.1:80 tcp udp",
+            "firewall explain 010.0.0.1",
+            "firewall explain 10.0.0.1:65536",
+            "firewall explain 10.0.0.1%eth0",
+            "firewall explain 10.0.0.1 --via a/b",
+            "firewall explain 10.0.0.1 --via averyveryverylongname",
+            "firewall explain 10.0.0.1:53 --in eth0 --src 10.0.0.2 --uid 0",
+            "firewall explain 10.0.0.1:53 --gateway 198.51.100.7",
+            "firewall status -j",
+        ] {
+            assert!(
+                parse(&argv(bad), &no_env).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn help_states_the_gateway_bound() {
         assert!(HELP.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
     }
