@@ -508,6 +508,13 @@ fn explain_args(
     };
     let mut q = Question::new(dst, port, protocol);
     q.via = zone;
+    let link_scope = match dst {
+        std::net::IpAddr::V6(a) => {
+            let s = a.segments();
+            (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xff0f) == 0xff02
+        }
+        std::net::IpAddr::V4(_) => false,
+    };
     let mut json = false;
     let mut gateways = Vec::new();
     let mut i = 0;
@@ -554,6 +561,11 @@ fn explain_args(
         return Err(usage(
             "--via (a socket of this host) and --in (a forwarded packet) exclude each other",
         ));
+    }
+    if link_scope && q.via.is_none() && q.forwarded_from.is_none() {
+        return Err(usage(format!(
+            "{dst} is link-local: give the interface, as {dst}%eth0 or with --via eth0"
+        )));
     }
     if q.forwarded_from.is_some() && q.src.is_none() {
         return Err(usage(
@@ -978,6 +990,8 @@ mod tests {
             "firewall explain 10.0.0.1:53 --in eth0 --src 10.0.0.2 --uid 0",
             "firewall explain 10.0.0.1:53 --gateway 198.51.100.7",
             "firewall status -j",
+            "firewall explain fe80::1",
+            "firewall explain ff02::fb",
         ] {
             assert!(
                 parse(&argv(bad), &no_env).is_err(),

@@ -52,7 +52,7 @@ pub enum DecodeError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// A rule holds something bitmask-root never writes.
-    #[error("rule {index} of chain {chain} is not one bitmask-root writes ({what})")]
+    #[error("rule {index} of chain {chain} is not one bitmask-root writes ({what}): another program changed the table; run firewall start again to restore it")]
     Foreign {
         /// The chain.
         chain: String,
@@ -62,10 +62,10 @@ pub enum DecodeError {
         what: String,
     },
     /// A chain is hooked or typed in a way bitmask-root never writes.
-    #[error("chain {0} is not one bitmask-root writes")]
+    #[error("chain {0} is not one bitmask-root writes: another program changed the table; run firewall start again to restore it")]
     ForeignChain(String),
     /// The decoded rules do not encode back to what the kernel holds.
-    #[error("the table reads back differently from its decoded rules ({0}); it may have been changed while it was read, or by another program")]
+    #[error("the table reads back differently from its decoded rules ({0}); it may have been changed while it was read: run the command again, or firewall start to restore it")]
     Mismatch(String),
 }
 
