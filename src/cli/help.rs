@@ -226,6 +226,7 @@ mod tests {
                 CmdId::FirewallStart => "198.51.100.7",
                 CmdId::EmailStart => "1000",
                 CmdId::OpenvpnStart => "--persist-tun",
+                CmdId::FirewallExplain => "192.0.2.7:443",
                 _ => "",
             };
             format!("{} {args}", c.words.join(" "))
@@ -244,6 +245,8 @@ mod tests {
                 Command::FirewallBlock(_) => CmdId::FirewallBlock,
                 Command::FirewallStop => CmdId::FirewallStop,
                 Command::FirewallIsup => CmdId::FirewallIsup,
+                Command::FirewallExplain(_) => CmdId::FirewallExplain,
+                Command::FirewallStatus { .. } => CmdId::FirewallStatus,
                 Command::EmailStart(_) => CmdId::EmailStart,
                 Command::EmailStop => CmdId::EmailStop,
                 Command::EmailIsup => CmdId::EmailIsup,
@@ -267,6 +270,7 @@ mod tests {
                         ValueKind::OneOf(choices) => choices.iter().map(|c| c.word).collect(),
                         ValueKind::Ipv4 => vec!["192.0.2.53"],
                         ValueKind::Interface => vec!["wg0", "tun*"],
+                        ValueKind::Text => vec!["1000"],
                     },
                 };
                 if values.is_empty() {

@@ -86,6 +86,8 @@ pub enum ValueKind {
     Ipv4,
     /// A network interface name, or a prefix with a trailing `*`.
     Interface,
+    /// Free text checked by the parser (an address, a port, a user); nothing is completed.
+    Text,
 }
 
 /// One allowed word of a [`ValueKind::OneOf`] value.
@@ -108,6 +110,10 @@ pub enum CmdId {
     FirewallStop,
     /// `firewall isup`.
     FirewallIsup,
+    /// `firewall explain DEST[:PORT] [tcp|udp|icmp] ...`.
+    FirewallExplain,
+    /// `firewall status [--json]`.
+    FirewallStatus,
     /// `fw-email start UID`.
     EmailStart,
     /// `fw-email stop`.
@@ -253,6 +259,35 @@ atomically, with no moment unprotected; stop and isup work on it as on a started
 for the network as it is now; otherwise say why and exit 1.",
     },
     Cmd {
+        id: CmdId::FirewallExplain,
+        words: &["firewall", "explain"],
+        args: "DEST[:PORT] [tcp|udp|icmp]",
+        global_options: true,
+        options: EXPLAIN_OPTIONS,
+        operand: Operand::Nothing,
+        help: "Say what the firewall does with one packet to DEST (IPv4, IPv6, or [IPv6]:PORT) \
+and why, naming the rule that decides: the running firewall, or with --dry-run the plan for \
+the options given (no root needed). The packet is routed as the kernel routes it now. Default \
+protocol: tcp with a port, icmp (echo) without. Exit 0 when it would pass, 1 when not.",
+    },
+    Cmd {
+        id: CmdId::FirewallStatus,
+        words: &["firewall", "status"],
+        args: "",
+        global_options: false,
+        options: &[Opt {
+            id: OptId::Local,
+            names: &["--json"],
+            value: None,
+            help: "The status as JSON (schema bitmask-root/status, version 1; see the README).",
+        }],
+        operand: Operand::Nothing,
+        help: "The running firewall in words (or JSON for clients): its state, gateways, where \
+the resolver is routed, the local networks open per interface, forwarding, and how many \
+packets it refused since start, by kind. Exit 0 whenever it could be read (the state is in \
+the output).",
+    },
+    Cmd {
         id: CmdId::EmailStart,
         words: &["fw-email", "start"],
         args: "[restart] UID",
@@ -322,6 +357,71 @@ instead.",
         options: &[],
         operand: Operand::Nothing,
         help: "Print this help.",
+    },
+];
+
+/// The options of `firewall explain`, after DEST.
+pub const EXPLAIN_OPTIONS: &[Opt] = &[
+    Opt {
+        id: OptId::Local,
+        names: &["--via"],
+        value: Some(Value {
+            name: "IFACE",
+            kind: ValueKind::Interface,
+        }),
+        help: "Sent from a socket bound to IFACE.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--in"],
+        value: Some(Value {
+            name: "IFACE",
+            kind: ValueKind::Interface,
+        }),
+        help: "Forwarded: it comes in by IFACE (needs --src).",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--src"],
+        value: Some(Value {
+            name: "ADDR",
+            kind: ValueKind::Text,
+        }),
+        help: "Its source address.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--sport"],
+        value: Some(Value {
+            name: "PORT",
+            kind: ValueKind::Text,
+        }),
+        help: "Its source port.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--uid"],
+        value: Some(Value {
+            name: "UID",
+            kind: ValueKind::Text,
+        }),
+        help: "The sending socket's owner.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--gateway"],
+        value: Some(Value {
+            name: "GW",
+            kind: ValueKind::Text,
+        }),
+        help: "With --dry-run: plan with this gateway (repeat it); without, the plan leaves \
+the gateways out.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--json"],
+        value: None,
+        help: "The answer as JSON (schema bitmask-root/explain, version 1; see the README).",
     },
 ];
 
@@ -504,6 +604,18 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     (
         "sudo bitmask-root firewall isup || echo \"not protected\"",
         "Check that the firewall is up and intact.",
+    ),
+    (
+        "sudo bitmask-root firewall explain 192.168.2.5:631",
+        "Say what happens to a connection to a printer, and which rule decides.",
+    ),
+    (
+        "bitmask-root --dry-run --lan off firewall explain 192.168.1.20:445 --via eth0",
+        "The same question for a plan, without root.",
+    ),
+    (
+        "sudo bitmask-root firewall status --json",
+        "The running firewall for a client: state, resolver route, LAN, refused packets.",
     ),
     (
         "sudo bitmask-root fw-email start \"$(id -u)\"",
