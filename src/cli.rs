@@ -1089,11 +1089,11 @@ mod tests {
         let e = |s: &str| parse(&argv(s), &no_env).unwrap_err().0;
         assert_eq!(
             e("firewall explode"),
-            "unknown firewall command \"explode\": use start, block, stop or isup (see bitmask-root --help)"
+            "unknown firewall command \"explode\": use start, block, stop, isup, explain or status (see bitmask-root --help)"
         );
         assert_eq!(
             e("firewall"),
-            "firewall needs a command: start, block, stop or isup (see bitmask-root --help)"
+            "firewall needs a command: start, block, stop, isup, explain or status (see bitmask-root --help)"
         );
         assert_eq!(
             e("reboot"),

@@ -82,8 +82,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		oifname "lo" accept
 		oifname "tun*" accept
 		ip daddr @gateways4 accept
-		udp dport 53 drop
-		tcp dport 53 drop
+		udp dport 53 counter packets 0 bytes 0 drop
+		tcp dport 53 counter packets 0 bytes 0 drop
 	}
 
 	chain nat_output {
@@ -104,9 +104,9 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		type filter hook forward priority filter; policy accept;
 		oifname "tun*" accept
 		iifname "tun*" ct direction reply accept
-		ip daddr @gateways4 reject
-		udp dport 53 reject
-		tcp dport 53 reject
+		ip daddr @gateways4 counter packets 0 bytes 0 reject
+		udp dport 53 counter packets 0 bytes 0 reject
+		tcp dport 53 counter packets 0 bytes 0 reject
 		udp sport 68 udp dport 67 accept
 		ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept
 		ip6 hoplimit 255 icmpv6 type nd-router-solicit accept
@@ -120,8 +120,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		ip daddr 224.0.0.251 udp dport 5353 accept
 		ip6 daddr ff05::c udp dport 1900 accept
 		ip6 daddr ff02::fb udp dport 5353 accept
-		meta l4proto tcp reject with tcp reset
-		reject
+		meta l4proto tcp counter packets 0 bytes 0 reject with tcp reset
+		counter packets 0 bytes 0 reject
 	}
 
 	chain nat_prerouting {

@@ -73,7 +73,18 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     Meta(u32),
-    Payload { base: u32, offset: u32, len: u32 },
+    /// A conntrack load (`ct KEY`).
+    Ct(u32),
+    /// A route lookup (`fib`): its result kind and flags.
+    Fib {
+        result: u32,
+        flags: u32,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
     Masked(Box<Source>, Vec<u8>),
     Value(Vec<u8>),
 }
@@ -84,6 +95,21 @@ const META_SKUID: u32 = 10;
 const META_NFPROTO: u32 = 15;
 const META_L4PROTO: u32 = 16;
 const BASE_NETWORK: u32 = 1;
+/// `NFT_CT_DIRECTION`: the packet's direction in its connection (one byte).
+const CT_DIRECTION: u32 = 1;
+/// `NFT_CT_STATUS`: the connection's status bits (`IPS_*`, 32 bits in host order).
+const CT_STATUS: u32 = 2;
+/// `IPS_DST_NAT`: the connection's destination was rewritten.
+const IPS_DST_NAT: u32 = 1 << 5;
+/// `IP_CT_DIR_REPLY`.
+const CT_DIR_REPLY: u8 = 1;
+/// `NFT_FIB_RESULT_ADDRTYPE`: the route type of the address looked up.
+const FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `NFTA_FIB_F_DADDR`: look up the destination address (and no interface restriction).
+const FIB_F_DADDR: u32 = 1 << 1;
+/// `NFT_CMP_EQ` and `NFT_CMP_NEQ`.
+const CMP_EQ: u32 = 0;
+const CMP_NEQ: u32 = 1;
 const BASE_TRANSPORT: u32 = 2;
 
 fn be32(a: Option<Attr<'_>>) -> Option<u32> {
@@ -196,16 +222,26 @@ fn decode_rule(data: &[u8]) -> Result<(Rule, Option<Counter>), String> {
             _ => false,
         };
         match name.as_str() {
-            "meta" | "payload" => {
+            "meta" | "payload" | "ct" | "fib" => {
                 let dreg = be32(netlink::find(a, 1)).ok_or("a load without a register")?;
-                let src = if name == "meta" {
-                    Source::Meta(be32(netlink::find(a, 2)).ok_or("meta without a key")?)
-                } else {
-                    Source::Payload {
+                let src = match name.as_str() {
+                    "meta" => Source::Meta(be32(netlink::find(a, 2)).ok_or("meta without a key")?),
+                    "ct" => {
+                        // NFTA_CT_DIRECTION (3) asks for one direction's tuple: never ours.
+                        if netlink::find(a, 3).is_some() {
+                            return Err("a ct load of one direction's tuple".into());
+                        }
+                        Source::Ct(be32(netlink::find(a, 2)).ok_or("ct without a key")?)
+                    }
+                    "fib" => Source::Fib {
+                        result: be32(netlink::find(a, 2)).ok_or("fib without a result")?,
+                        flags: be32(netlink::find(a, 3)).ok_or("fib without flags")?,
+                    },
+                    _ => Source::Payload {
                         base: be32(netlink::find(a, 2)).ok_or("payload without a base")?,
                         offset: be32(netlink::find(a, 3)).ok_or("payload without offset")?,
                         len: be32(netlink::find(a, 4)).ok_or("payload without length")?,
-                    }
+                    },
                 };
                 if is_dependency_of(&src, &pending) {
                     pending = None;
@@ -230,13 +266,26 @@ fn decode_rule(data: &[u8]) -> Result<(Rule, Option<Counter>), String> {
             }
             "cmp" => {
                 let sreg = be32(netlink::find(a, 1)).ok_or("cmp without a register")?;
-                if be32(netlink::find(a, 2)) != Some(0) {
-                    return Err("a comparison other than ==".into());
-                }
+                let op = be32(netlink::find(a, 2)).ok_or("cmp without an operator")?;
                 let value = data_value(netlink::find(a, 3)).ok_or("cmp without data")?;
                 let src = regs.get(&sreg).cloned().ok_or("cmp of an empty register")?;
                 if let Some(m) = pending.take() {
                     matches.push(m);
+                }
+                if op != CMP_EQ {
+                    // The only other comparison written: `ct status dnat` (bit set: != 0).
+                    let zero = value.iter().all(|b| *b == 0);
+                    match (&src, op) {
+                        (Source::Masked(inner, mask), CMP_NEQ)
+                            if **inner == Source::Ct(CT_STATUS)
+                                && zero
+                                && mask[..] == IPS_DST_NAT.to_ne_bytes() =>
+                        {
+                            matches.push(Match::CtStatusDnat);
+                            continue;
+                        }
+                        _ => return Err(format!("a comparison (operator {op}) of {src:?}")),
+                    }
                 }
                 let byte = value.first().copied();
                 let m = match src {
@@ -264,6 +313,11 @@ fn decode_rule(data: &[u8]) -> Result<(Rule, Option<Counter>), String> {
                             Match::Iif(p)
                         }
                     }
+                    Source::Ct(CT_DIRECTION) if value == [CT_DIR_REPLY] => Match::CtDirectionReply,
+                    Source::Fib {
+                        result: FIB_RESULT_ADDRTYPE,
+                        flags: FIB_F_DADDR,
+                    } if value == u32::from(libc::RTN_LOCAL).to_ne_bytes() => Match::DaddrLocal,
                     Source::Meta(META_SKUID) => {
                         let b: [u8; 4] = value[..].try_into().map_err(|_| "skuid length")?;
                         Match::SkUid(u32::from_ne_bytes(b))
@@ -364,6 +418,7 @@ fn decode_rule(data: &[u8]) -> Result<(Rule, Option<Counter>), String> {
                     let verdict = netlink::find(&data, 2).ok_or("a verdict without a code")?;
                     let code = be32(netlink::find(&verdict.nested(), 1)).ok_or("verdict code")?;
                     action = Some(match code as i32 {
+                        0 => Action::Drop,
                         1 => Action::Accept,
                         -5 => Action::Return,
                         other => return Err(format!("verdict {other}")),
@@ -434,13 +489,27 @@ fn decode_rule(data: &[u8]) -> Result<(Rule, Option<Counter>), String> {
     Ok((rule, counter))
 }
 
-fn hook_of(num: u32) -> Option<Hook> {
-    match num {
-        1 => Some(Hook::Input),
-        3 => Some(Hook::Output),
-        4 => Some(Hook::Postrouting),
-        _ => None,
+/// The kernel's number of a hook (`NF_INET_*`).
+fn hook_number(hook: Hook) -> u32 {
+    match hook {
+        Hook::Prerouting => 0,
+        Hook::Input => 1,
+        Hook::Forward => 2,
+        Hook::Output => 3,
+        Hook::Postrouting => 4,
     }
+}
+
+fn hook_of(num: u32) -> Option<Hook> {
+    [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ]
+    .into_iter()
+    .find(|h| hook_number(*h) == num)
 }
 
 fn dump(name: &str, msg: u16, what: &'static str) -> Result<Vec<Vec<u8>>, TransportError> {
@@ -614,6 +683,215 @@ mod tests {
         assert_eq!(prefix_len(&[255, 255, 255, 0]), Some(24));
         assert_eq!(prefix_len(&[255, 192, 0, 0]), Some(10));
         assert_eq!(prefix_len(&[255, 0, 255, 0]), None);
+    }
+
+    use crate::nft::ruleset::{IPPROTO_ICMPV6, ND_NEIGHBOR_SOLICIT};
+    use std::net::Ipv6Addr;
+
+    /// The position of each match kind in [`sample_matches`]. Exhaustive on purpose: a new
+    /// variant does not compile until it is given a place here, and the test below fails
+    /// until it has a sample that decodes back to itself.
+    fn match_kind(m: &Match) -> usize {
+        match m {
+            Match::Oif(_) => 0,
+            Match::Iif(_) => 1,
+            Match::Nfproto(_) => 2,
+            Match::L4proto(_) => 3,
+            Match::Daddr(_) => 4,
+            Match::Saddr(_) => 5,
+            Match::DaddrIn(..) => 6,
+            Match::Dport(..) => 7,
+            Match::Sport(..) => 8,
+            Match::SkUid(_) => 9,
+            Match::HopLimit(_) => 10,
+            Match::Icmpv6Type(_) => 11,
+            Match::CtStatusDnat => 12,
+            Match::DaddrLocal => 13,
+            Match::CtDirectionReply => 14,
+        }
+    }
+    const MATCH_KINDS: usize = 15;
+
+    fn action_kind(a: &Action) -> usize {
+        match a {
+            Action::Accept => 0,
+            Action::Return => 1,
+            Action::Reject => 2,
+            Action::RejectTcpReset => 3,
+            Action::Drop => 4,
+            Action::Log { .. } => 5,
+            Action::Dnat(..) => 6,
+            Action::Masquerade => 7,
+        }
+    }
+    const ACTION_KINDS: usize = 8;
+
+    fn hook_kind(h: Hook) -> usize {
+        match h {
+            Hook::Prerouting => 0,
+            Hook::Input => 1,
+            Hook::Forward => 2,
+            Hook::Output => 3,
+            Hook::Postrouting => 4,
+        }
+    }
+    const HOOK_KINDS: usize = 5;
+
+    /// One rule per match kind (alone, and in the combinations the plans write).
+    fn sample_matches() -> Vec<Vec<Match>> {
+        let v4 = |a: [u8; 4], l| Prefix::new(IpAddr::from(a), l);
+        let v6 = |a: &str, l| Prefix::new(a.parse::<Ipv6Addr>().unwrap().into(), l);
+        vec![
+            vec![Match::Oif(IfPattern::exact("eth0"))],
+            vec![Match::Oif(IfPattern::from_parts("tun", true))],
+            vec![Match::Iif(IfPattern::exact("lo"))],
+            vec![Match::Iif(IfPattern::from_parts("tun", true))],
+            vec![Match::Nfproto(Family::V4)],
+            vec![Match::Nfproto(Family::V6), Match::L4proto(L4::Udp.number())],
+            vec![Match::L4proto(L4::Tcp.number())],
+            vec![Match::Daddr(v4([192, 168, 1, 0], 24))],
+            vec![
+                Match::Daddr(v6("fe80::", 10)),
+                Match::L4proto(IPPROTO_ICMPV6),
+            ],
+            vec![Match::Daddr(v4([10, 42, 0, 1], 32))],
+            vec![
+                Match::Oif(IfPattern::exact("eth0")),
+                Match::Saddr(v4([192, 168, 1, 0], 24)),
+                Match::Dport(L4::Udp, 53),
+            ],
+            vec![Match::Saddr(v6("fd00::", 8))],
+            vec![Match::DaddrIn("gateways4".into(), Family::V4)],
+            vec![Match::DaddrIn("gateways6".into(), Family::V6)],
+            vec![Match::Dport(L4::Tcp, 53)],
+            vec![Match::Sport(L4::Udp, 68), Match::Dport(L4::Udp, 67)],
+            vec![Match::SkUid(1000)],
+            vec![Match::HopLimit(255), Match::Icmpv6Type(ND_NEIGHBOR_SOLICIT)],
+            vec![Match::Icmpv6Type(128)],
+            vec![
+                Match::CtStatusDnat,
+                Match::Daddr(v4([10, 42, 0, 1], 32)),
+                Match::Dport(L4::Udp, 53),
+            ],
+            vec![Match::CtStatusDnat],
+            vec![Match::DaddrLocal],
+            vec![
+                Match::Iif(IfPattern::from_parts("tun", true)),
+                Match::CtDirectionReply,
+            ],
+            vec![Match::CtDirectionReply],
+        ]
+    }
+
+    #[test]
+    fn every_match_action_and_hook_decodes_back_to_itself() {
+        let filter = |hook, rules: Vec<Rule>| Chain {
+            name: format!("f{}", hook_kind(hook)),
+            hook,
+            kind: ChainKind::Filter,
+            priority: 0,
+            rules,
+        };
+        let mut rules: Vec<Rule> = sample_matches()
+            .into_iter()
+            .map(|m| Rule::new(m, Action::Accept))
+            .collect();
+        for action in [
+            Action::Return,
+            Action::Reject,
+            Action::Drop,
+            Action::Log {
+                prefix: "p: ".into(),
+                level: 7,
+            },
+        ] {
+            rules.push(Rule::new([Match::Dport(L4::Udp, 53)], action.clone()));
+            rules.push(Rule::new([Match::Dport(L4::Udp, 53)], action).counted());
+        }
+        rules.push(Rule::new([Match::L4proto(6)], Action::RejectTcpReset).counted());
+        let dnat = Rule::new(
+            [Match::Nfproto(Family::V4), Match::Dport(L4::Tcp, 53)],
+            Action::Dnat(Ipv4Addr::new(10, 42, 0, 1), 53),
+        );
+        let rs = Ruleset {
+            table: "t".into(),
+            record: String::new(),
+            sets: vec![
+                Set {
+                    name: "gateways4".into(),
+                    family: Family::V4,
+                    elements: vec!["198.51.100.1".parse().unwrap()],
+                },
+                Set {
+                    name: "gateways6".into(),
+                    family: Family::V6,
+                    elements: vec!["2001:db8::1".parse().unwrap()],
+                },
+            ],
+            chains: vec![
+                filter(Hook::Output, rules.clone()),
+                filter(Hook::Forward, rules.clone()),
+                filter(Hook::Input, rules.clone()),
+                filter(Hook::Postrouting, rules.clone()),
+                filter(Hook::Prerouting, rules),
+                Chain {
+                    name: "nat_pre".into(),
+                    hook: Hook::Prerouting,
+                    kind: ChainKind::Nat,
+                    priority: -100,
+                    rules: vec![dnat.clone()],
+                },
+                Chain {
+                    name: "nat_out".into(),
+                    hook: Hook::Output,
+                    kind: ChainKind::Nat,
+                    priority: -100,
+                    rules: vec![dnat],
+                },
+                Chain {
+                    name: "nat_post".into(),
+                    hook: Hook::Postrouting,
+                    kind: ChainKind::Nat,
+                    priority: 100,
+                    rules: vec![Rule::new(
+                        [Match::Daddr(Prefix::new(IpAddr::from([10, 42, 0, 1]), 32))],
+                        Action::Masquerade,
+                    )],
+                },
+            ],
+            set_ip_forward: false,
+        };
+        // Every kind has a sample.
+        let all: Vec<&Rule> = rs.chains.iter().flat_map(|c| &c.rules).collect();
+        let matches: std::collections::BTreeSet<usize> = all
+            .iter()
+            .flat_map(|r| r.matches.iter().map(match_kind))
+            .collect();
+        let actions: std::collections::BTreeSet<usize> =
+            all.iter().map(|r| action_kind(&r.action)).collect();
+        let hooks: std::collections::BTreeSet<usize> =
+            rs.chains.iter().map(|c| hook_kind(c.hook)).collect();
+        assert_eq!(
+            matches,
+            (0..MATCH_KINDS).collect(),
+            "a match kind has no sample"
+        );
+        assert_eq!(
+            actions,
+            (0..ACTION_KINDS).collect(),
+            "an action has no sample"
+        );
+        assert_eq!(hooks, (0..HOOK_KINDS).collect(), "a hook has no sample");
+        for h in [
+            Hook::Prerouting,
+            Hook::Input,
+            Hook::Forward,
+            Hook::Output,
+            Hook::Postrouting,
+        ] {
+            assert_eq!(hook_of(hook_number(h)), Some(h));
+        }
+        assert_eq!(round_trip(&rs), rs);
     }
 
     #[test]
