@@ -126,8 +126,9 @@ pub struct ExplainArgs {
     pub question: Question,
     /// Print JSON.
     pub json: bool,
-    /// With `--dry-run`: the policy to plan, and whether no gateway was given (the plan then
-    /// leaves the gateways out). `None`: ask the running firewall.
+    /// With `--dry-run`: the policy to plan, and whether no gateway was given (the policy then
+    /// blocks, [`Mode::Block`]: the same rules with no gateway open). `None`: ask the running
+    /// firewall.
     pub plan: Option<(Policy, bool)>,
 }
 
@@ -573,13 +574,14 @@ fn explain_args(
         ));
     }
     let plan = if g.dry_run {
-        let without = gateways.is_empty();
-        let words: Vec<&str> = if without {
-            vec!["192.0.2.1"]
+        // Without a gateway: the same rules with none open, as `firewall block` plans them.
+        let policy = if gateways.is_empty() {
+            policy_builder(g, env)?.mode(Mode::Block).build()?
         } else {
-            gateways.iter().map(String::as_str).collect()
+            let words: Vec<&str> = gateways.iter().map(String::as_str).collect();
+            firewall_policy(&words, g, env)?
         };
-        Some((firewall_policy(&words, g, env)?, without))
+        Some((policy, gateways.is_empty()))
     } else {
         if !gateways.is_empty() {
             return Err(usage(
@@ -744,9 +746,7 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::FirewallExplain(x) => {
             let answer = match &x.plan {
-                Some((policy, without_gateways)) => {
-                    firewall::explain::explain_plan(policy, *without_gateways, &x.question)
-                }
+                Some((policy, _)) => firewall::explain::explain_plan(policy, &x.question),
                 None => {
                     need_root()?;
                     firewall::explain::explain_running(&x.question)
@@ -1019,7 +1019,13 @@ mod tests {
         let (p, without) = e.plan.expect("a plan");
         assert!(!without && p.lan() == LanMode::Off);
         let e = x("--dry-run firewall explain 10.0.0.1:80");
-        assert!(matches!(e.plan, Some((_, true))));
+        assert!(
+            matches!(&e.plan, Some((p, true)) if p.mode() == Mode::Block && p.gateways().is_empty())
+        );
+        let e = x("--dry-run --compat --lan on-link firewall explain 10.0.0.1:80");
+        assert!(
+            matches!(&e.plan, Some((p, true)) if p.mode() == Mode::Block && p.lan() == LanMode::OnLink)
+        );
         assert_eq!(
             parse_ok("firewall status --json").command,
             Command::FirewallStatus { json: true }

@@ -121,6 +121,7 @@ impl Probe {
             dst: self.dst,
             transport,
             hop_limit: hops,
+            reply: false,
             origin: match self.forwarded {
                 Some(_) => Origin::Forwarded { iif: "ctr0".into() },
                 None => Origin::Local {

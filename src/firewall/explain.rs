@@ -19,7 +19,7 @@ use crate::nft::eval::{
     Transport,
 };
 use crate::plan::{self, gateway_set_name, Action, ChainKind, Family, Match, Prefix, Ruleset};
-use crate::policy::{LanMode, Policy, Profile};
+use crate::policy::{LanMode, Mode, Policy, Profile};
 
 /// The version of the JSON that [`Explanation::to_json`] prints (`bitmask-root/explain`).
 pub const JSON_VERSION: u32 = 1;
@@ -106,6 +106,7 @@ impl Question {
             transport,
             hop_limit: 64,
             origin,
+            reply: false,
         }
     }
 
@@ -208,6 +209,12 @@ impl Context {
             .as_ref()
             .is_some_and(|p| p.gateways().contains(&a))
     }
+    /// Whether the firewall blocks with no gateway open ([`Mode::Block`]).
+    fn blocking(&self) -> bool {
+        self.policy
+            .as_ref()
+            .is_some_and(|p| p.mode() == Mode::Block)
+    }
 }
 
 /// The policy a ruleset records (its comment and gateway sets), if it is one of ours.
@@ -302,6 +309,23 @@ fn rule_clause(r: &Option<RuleRef>) -> String {
     }
 }
 
+/// The deciding rule of a packet that passes, and, when it only handed the packet on to a
+/// later chain (`ct status dnat ... accept`: the rewritten query is judged at postrouting),
+/// the rules that let it through there.
+fn pass_clause(ev: &Evaluation) -> String {
+    let mut s = rule_clause(&ev.decided_by);
+    let handed_on = ev
+        .decided_by
+        .as_ref()
+        .is_some_and(|r| r.rule.matches.contains(&Match::CtStatusDnat));
+    if handed_on {
+        for r in ev.accepted_by.iter().skip(1) {
+            s.push_str(&format!(", then `{}` (chain {})", r.text, r.chain));
+        }
+    }
+    s
+}
+
 fn words(ev: &Evaluation, q: &Question, ctx: &Context) -> String {
     let what = q.target();
     let rewrite = ev.rewrite.as_ref().map(|r| match r.dport {
@@ -359,14 +383,14 @@ fn words(ev: &Evaluation, q: &Question, ctx: &Context) -> String {
                     m.oif
                 ));
             }
-            s.push_str(&rule_clause(&ev.decided_by));
+            s.push_str(&pass_clause(ev));
             s.push('.');
             s
         }
         Fate::Delivered => format!(
             "passes: {}; {what} is delivered on this host{}.",
             pass_reason(ev, q, ctx),
-            rule_clause(&ev.decided_by)
+            pass_clause(ev)
         ),
     }
 }
@@ -376,22 +400,37 @@ fn refusal_reason(ev: &Evaluation, q: &Question, ctx: &Context, rewrite: Option<
     let tun = ctx.tunnel();
     let rule = ev.decided_by.as_ref().map(|r| &r.rule);
     let dns = rule.is_some_and(|r| r.matches.iter().any(|m| matches!(m, Match::Dport(_, 53))));
+    let forwarded = q.forwarded_from.is_some();
+    let what = if forwarded { "forwarded DNS" } else { "DNS" };
     if dns && !ctx.compat() {
         return match rewrite {
             Some(rw) => format!(
-                "DNS is rewritten to {rw} (the VPN's resolver) and may leave only through the tunnel ({tun}), but this query was routed to {oif}"
+                "{what} is rewritten to {rw} (the VPN's resolver) and may leave only through the tunnel ({tun}), but {} is routed via {oif} (is the VPN connected?)",
+                rw.rsplit_once(':').map_or(rw, |(a, _)| a)
             ),
             None => format!(
-                "DNS may leave only through the tunnel ({tun}) or to a VPN gateway, and this query would leave by {oif}{}",
+                "{what} may leave only through the tunnel ({tun}) or to a VPN gateway, and this query would leave by {oif}{}",
                 if q.dst.is_ipv6() { " (IPv6 DNS is not rewritten)" } else { "" }
             ),
         };
     }
-    let forwarded = q.forwarded_from.is_some();
+    let to_gateway =
+        rule.is_some_and(|r| r.matches.iter().any(|m| matches!(m, Match::DaddrIn(..))));
+    if forwarded && to_gateway {
+        return format!(
+            "{} is a VPN gateway, and forwarded traffic gets no clear path to it (it would leave by {oif}, outside the tunnel ({tun})); a container or VM reaches the VPN through this host's tunnel",
+            q.dst
+        );
+    }
     let mut s = format!(
-        "{}{} would leave by {oif}, outside the tunnel ({tun}), and is not a VPN gateway",
+        "{}{} would leave by {oif}, outside the tunnel ({tun}), {}",
         if forwarded { "forwarded, " } else { "" },
-        q.dst
+        q.dst,
+        if ctx.blocking() {
+            "and no VPN gateway is open (blocked: no gateway)"
+        } else {
+            "and is not a VPN gateway"
+        }
     );
     if let Some((dev, p)) = ctx
         .lan
@@ -450,6 +489,10 @@ fn pass_reason(ev: &Evaluation, q: &Question, ctx: &Context) -> String {
             "it goes through the tunnel ({})",
             seen_oif(ev).unwrap_or_else(|| p.to_string())
         ),
+        [Match::Iif(p), Match::CtDirectionReply] => {
+            format!("it answers a connection that went out through the tunnel ({p})")
+        }
+        [Match::CtStatusDnat, ..] => "DNS is rewritten to the VPN's resolver".to_string(),
         [Match::DaddrIn(..)] => {
             format!("{dst} is a VPN gateway (the VPN's own connection leaves outside the tunnel)")
         }
@@ -506,34 +549,12 @@ pub fn explain_running(q: &Question) -> Result<Explanation, Error> {
 }
 
 /// Explains `q` for the plan of `policy` on the network as it is now (nothing applied; no
-/// root needed). With `without_gateways`, the gateways' sets and rules are left out of the
-/// plan (for a question asked without any gateway).
-pub fn explain_plan(
-    policy: &Policy,
-    without_gateways: bool,
-    q: &Question,
-) -> Result<Explanation, Error> {
+/// root needed). To ask without any gateway, plan a blocking policy ([`Mode::Block`]): the
+/// same rules with no gateway open.
+pub fn explain_plan(policy: &Policy, q: &Question) -> Result<Explanation, Error> {
     let (routes, net) = KernelRoutes::open()?;
-    let mut rs = plan::plan(policy, &net)?;
-    if without_gateways {
-        strip_gateways(&mut rs, policy);
-    }
+    let rs = plan::plan(policy, &net)?;
     Ok(explain(&rs, Basis::Plan, q, &routes)?)
-}
-
-/// Removes the gateway sets and every rule about a gateway.
-fn strip_gateways(rs: &mut Ruleset, policy: &Policy) {
-    let sets: Vec<String> = rs.sets.iter().map(|s| s.name.clone()).collect();
-    rs.sets.clear();
-    for chain in &mut rs.chains {
-        chain.rules.retain(|r| {
-            !r.matches.iter().any(|m| match m {
-                Match::DaddrIn(set, _) => sets.contains(set),
-                Match::Daddr(p) => p.is_host() && policy.gateways().contains(&p.addr()),
-                _ => false,
-            })
-        });
-    }
 }
 
 fn rule_json(r: &RuleRef) -> Json {
@@ -746,10 +767,50 @@ mod tests {
             e.text.starts_with("passes: 192.168.77.9 is in 192.168.77.0/24, a local network of eth0 (LAN private); 192.168.77.9:631 (tcp) leaves by eth0; rule: `oifname \"eth0\" ip daddr 192.168.77.0/24 accept`"),
             "{e}"
         );
+        // DNS to the LAN router: rewritten, and let into the tunnel by dns_guard.
         let e = ask(&rs, "192.168.77.1", Some(53), Protocol::Udp);
+        assert!(e.passes, "{e}");
         assert_eq!(
             e.text,
-            "rejected (ICMP port unreachable): DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but this query was routed to eth0; rule: `udp dport 53 counter reject` (chain output)."
+            "passes: DNS is rewritten to the VPN's resolver; 192.168.77.1:53 (udp) leaves by tun0 rewritten to 10.42.0.1:53 (`meta nfproto ipv4 udp dport 53 dnat ip to 10.42.0.1:53`), its source masqueraded to the address of tun0; rule: `ct status dnat ip daddr 10.42.0.1 udp dport 53 accept` (chain output), then `oifname \"tun*\" accept` (chain dns_guard)."
+        );
+        // From a socket bound to eth0, the rewritten query would leave in clear.
+        let mut q = Question::new("192.168.77.1".parse().unwrap(), Some(53), Protocol::Udp);
+        q.via = Some("eth0".into());
+        let e = explain(&rs, Basis::Plan, &q, &routes).unwrap();
+        assert!(!e.passes);
+        assert_eq!(
+            e.text,
+            "dropped: DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but 10.42.0.1 is routed via eth0 (is the VPN connected?); rule: `udp dport 53 counter drop` (chain dns_guard)."
+        );
+        // Forwarded: the gateway is no clear path for a container.
+        let mut q = Question::new("198.51.100.7".parse().unwrap(), Some(1194), Protocol::Udp);
+        q.forwarded_from = Some("docker0".into());
+        q.src = Some("172.17.0.2".parse().unwrap());
+        let e = explain(&rs, Basis::Plan, &q, &routes).unwrap();
+        assert_eq!(
+            e.text,
+            "rejected (ICMP port unreachable): 198.51.100.7 is a VPN gateway, and forwarded traffic gets no clear path to it (it would leave by eth0, outside the tunnel (tun*)); a container or VM reaches the VPN through this host's tunnel; rule: `ip daddr @gateways4 counter reject` (chain forward)."
+        );
+        // Forwarded DNS is rewritten and goes through the tunnel.
+        let mut q = Question::new("192.168.77.1".parse().unwrap(), Some(53), Protocol::Udp);
+        q.forwarded_from = Some("docker0".into());
+        q.src = Some("172.17.0.2".parse().unwrap());
+        let e = explain(&rs, Basis::Plan, &q, &routes).unwrap();
+        assert!(e.passes, "{e}");
+        assert!(e.text.contains("rewritten to 10.42.0.1:53"), "{e}");
+        assert!(
+            e.text
+                .ends_with("rule: `oifname \"tun*\" accept` (chain forward)."),
+            "{e}"
+        );
+        // Blocking: no gateway is open.
+        let block = Policy::builder().mode(Mode::Block).build().unwrap();
+        let brs = plan::plan(&block, &net()).unwrap();
+        let e = ask(&brs, "198.51.100.7", Some(443), Protocol::Tcp);
+        assert_eq!(
+            e.text,
+            "rejected with a TCP reset: 198.51.100.7 would leave by eth0, outside the tunnel (tun*), and no VPN gateway is open (blocked: no gateway); it is not in a local network of eth0 (LAN private covers 192.168.77.0/24); rule: `meta l4proto tcp counter reject with tcp reset` (chain output)."
         );
         let e = ask(&rs, "203.0.113.10", Some(53), Protocol::Udp);
         assert!(e.passes);

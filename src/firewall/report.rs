@@ -17,8 +17,8 @@ use crate::firewall::route::KernelRoutes;
 use crate::firewall::status::{judge, Status};
 use crate::nft::decode::{self, Counter, Running};
 use crate::nft::eval::{stage_of, RouteQuery, Routing, Stage};
-use crate::plan::{self, Match, Prefix, Ruleset};
-use crate::policy::{Policy, Profile};
+use crate::plan::{self, ChainKind, Match, Prefix, Ruleset};
+use crate::policy::{Mode, Policy, Profile};
 
 /// The version of the JSON that [`Report::to_json`] prints (`bitmask-root/status`).
 pub const JSON_VERSION: u32 = 1;
@@ -104,8 +104,13 @@ pub struct ResolverRoute {
 pub struct Forwarding {
     /// Whether IPv4 forwarding is on (`net.ipv4.ip_forward`), when readable.
     pub ip_forward: Option<bool>,
-    /// Whether the running firewall has rules for forwarded traffic.
+    /// Whether the running firewall has rules for forwarded traffic (a chain hooked at
+    /// forward: `--forward on`, the default profile's default).
     pub filtered: bool,
+    /// Whether forwarded DNS (port 53) may leave only through the tunnel or to a gateway:
+    /// the `dns_guard` chain, at postrouting, sees every packet that leaves, forwarded ones
+    /// too (the default profile, also with `--forward off`; not `--compat`).
+    pub dns_guarded: bool,
 }
 
 /// The running firewall, for a user or a client to render.
@@ -174,6 +179,7 @@ impl Report {
             ("state", Json::str(self.state())),
             ("reason", Json::opt_str(reason)),
             ("profile", Json::opt_str(p.map(|p| p.profile().as_str()))),
+            ("mode", Json::opt_str(p.map(|p| p.mode().as_str()))),
             (
                 "gateways",
                 Json::Arr(
@@ -224,6 +230,7 @@ impl Report {
                     Json::obj([
                         ("ip_forward", f.ip_forward.map_or(Json::Null, Json::Bool)),
                         ("filtered", Json::Bool(f.filtered)),
+                        ("dns_guarded", Json::Bool(f.dns_guarded)),
                     ])
                 }),
             ),
@@ -305,8 +312,15 @@ impl fmt::Display for Report {
             if p.profile() == Profile::Compat {
                 writeln!(f, "profile: compat (LEAKY: the original's rules)")?;
             }
-            let gws: Vec<String> = p.gateways().iter().map(IpAddr::to_string).collect();
-            writeln!(f, "gateways: {}", gws.join(", "))?;
+            if p.mode() == Mode::Block {
+                writeln!(
+                    f,
+                    "blocked: no gateway (firewall block); nothing leaves outside the tunnel but the local network, DHCP, neighbour discovery, SSDP and mDNS"
+                )?;
+            } else {
+                let gws: Vec<String> = p.gateways().iter().map(IpAddr::to_string).collect();
+                writeln!(f, "gateways: {}", gws.join(", "))?;
+            }
             writeln!(f, "tunnel: {}", p.tunnel())?;
         }
         if let Some(r) = &self.resolver {
@@ -361,10 +375,11 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "forwarding: {on}; forwarded traffic is {}",
-                if fw.filtered {
-                    "filtered like this host's"
-                } else {
-                    "not filtered by this firewall"
+                match (fw.filtered, fw.dns_guarded) {
+                    (true, _) => "filtered like this host's",
+                    (false, true) =>
+                        "not filtered by this firewall, but for DNS, which leaves only through the tunnel",
+                    (false, false) => "not filtered by this firewall",
                 }
             )?;
         }
@@ -461,12 +476,16 @@ pub fn build(
             oif,
         }
     });
-    let filtered = running.is_some_and(|r| {
-        r.ruleset
-            .chains
-            .iter()
-            .any(|c| stage_of(c.hook) == Stage::Forward)
-    });
+    let hooked = |stage: Stage, kind: ChainKind| {
+        running.is_some_and(|r| {
+            r.ruleset
+                .chains
+                .iter()
+                .any(|c| stage_of(c.hook) == stage && c.kind == kind)
+        })
+    };
+    let filtered = hooked(Stage::Forward, ChainKind::Filter);
+    let dns_guarded = hooked(Stage::Postrouting, ChainKind::Filter);
     Report {
         status,
         resolver,
@@ -476,6 +495,7 @@ pub fn build(
         forwarding: Some(Forwarding {
             ip_forward,
             filtered,
+            dns_guarded,
         }),
         guard: None,
         refused: running.map(counted_rules),
@@ -505,6 +525,146 @@ pub fn report() -> Result<Report, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::Interface;
+    use crate::nft::eval::Route;
+    use crate::nft::readback::KernelTable;
+    use crate::policy::LanMode;
+
+    fn net() -> Network {
+        let p = |a: &str, l| Prefix::new(a.parse().unwrap(), l);
+        Network {
+            interfaces: vec![
+                Interface {
+                    name: "lo".into(),
+                    index: 1,
+                    prefixes: vec![p("127.0.0.1", 8)],
+                },
+                Interface {
+                    name: "eth0".into(),
+                    index: 2,
+                    prefixes: vec![p("192.168.1.2", 24)],
+                },
+            ],
+            default_v4: Some("eth0".into()),
+            default_v6: None,
+            ipv6: true,
+        }
+    }
+
+    /// The report on `policy`'s plan as if it ran (the resolver routed into tun0).
+    fn report_of(policy: &Policy) -> Report {
+        let mut rs = plan::plan(policy, &net()).unwrap();
+        let running = Running {
+            ruleset: {
+                rs.record = plan::record(policy);
+                rs.clone()
+            },
+            kernel: KernelTable {
+                comment: None,
+                snapshot: crate::readback::snapshot_of(&rs).unwrap(),
+                set_elements: Default::default(),
+            },
+            counters: rs
+                .chains
+                .iter()
+                .flat_map(|c| {
+                    c.rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.counter)
+                        .map(|(i, _)| {
+                            (
+                                (c.name.clone(), i),
+                                Counter {
+                                    packets: 2,
+                                    bytes: 100,
+                                },
+                            )
+                        })
+                })
+                .collect(),
+        };
+        let routes = |_: &RouteQuery<'_>| -> Result<Option<Route>, String> {
+            Ok(Some(Route {
+                oif: "tun0".into(),
+                local: false,
+                src: None,
+            }))
+        };
+        build(
+            Status::Up(policy.clone()),
+            Some(&running),
+            &routes,
+            Some(true),
+        )
+    }
+
+    #[test]
+    fn forwarding_mode_and_blocking_read_from_the_rules() {
+        let gw = "198.51.100.7".parse().unwrap();
+        let connect = |f: fn(crate::policy::PolicyBuilder) -> crate::policy::PolicyBuilder| {
+            f(Policy::builder().gateway(gw)).build().unwrap()
+        };
+        let cases = [
+            (connect(|b| b), true, true),
+            (connect(|b| b.forward(false)), false, true),
+            (connect(|b| b.profile(Profile::Compat)), false, false),
+            (
+                Policy::builder().mode(Mode::Block).build().unwrap(),
+                true,
+                true,
+            ),
+        ];
+        for (policy, filtered, guarded) in cases {
+            let r = report_of(&policy);
+            let fw = r.forwarding.clone().unwrap();
+            assert_eq!(
+                (fw.filtered, fw.dns_guarded),
+                (filtered, guarded),
+                "{policy:?}"
+            );
+            let json = r.to_json().pretty();
+            assert!(
+                json.contains(&format!("\"filtered\": {filtered}")),
+                "{json}"
+            );
+            assert!(
+                json.contains(&format!("\"mode\": \"{}\"", policy.mode().as_str())),
+                "{json}"
+            );
+            assert!(json.contains("\"guard\": null"), "{json}");
+            let text = r.to_string();
+            let want = match (filtered, guarded) {
+                (true, _) => "forwarded traffic is filtered like this host's",
+                (false, true) => "not filtered by this firewall, but for DNS",
+                (false, false) => "forwarded traffic is not filtered by this firewall\n",
+            };
+            assert!(text.contains(want), "{text}");
+            // Every counted rule counted 2 packets; the forward chain's are "forwarded".
+            let forwarded = r.total(Some(RefusalKind::Forwarded)).packets;
+            assert_eq!(forwarded > 0, filtered, "{text}");
+            // DNS refusals: output's port-53 rejects and dns_guard's drops (not --compat).
+            assert_eq!(
+                r.total(Some(RefusalKind::Dns)).packets > 0,
+                guarded,
+                "{text}"
+            );
+        }
+        let block = report_of(
+            &Policy::builder()
+                .mode(Mode::Block)
+                .lan(LanMode::Off)
+                .build()
+                .unwrap(),
+        );
+        let text = block.to_string();
+        assert!(
+            text.contains("blocked: no gateway (firewall block)"),
+            "{text}"
+        );
+        assert!(!text.contains("gateways:"), "{text}");
+        assert!(block.to_json().pretty().contains("\"gateways\": []"));
+    }
 
     #[test]
     fn numbers_read_well() {

@@ -18,10 +18,17 @@
 //! - Chains at one hook run by priority (equal priorities in the order the chains were
 //!   created). NAT chains run together at the hook's NAT position (-100 at prerouting and
 //!   output, 100 at postrouting and input) in their own priority order, only for the first
-//!   packet of a connection (every packet here is one), and only until one of them rewrote
-//!   the packet. A DNAT to an IPv4 address does nothing to an IPv6 packet.
-//! - `accept` and `return` end a chain (base chains have policy accept); `reject` ends the
-//!   packet; `log` goes on with the next rule.
+//!   packet of a connection, and only until one of them rewrote the packet. A DNAT to an
+//!   IPv4 address does nothing to an IPv6 packet.
+//! - Conntrack: a packet is the first of its connection (`ct direction original`), unless it
+//!   is marked as a reply ([`Packet::reply`]): then no NAT chain sees it and `ct direction
+//!   reply` holds. `ct status dnat` holds once a DNAT changed the destination (address or
+//!   port); a DNAT to the address and port the packet already has changes nothing, and the
+//!   kernel does not set the bit.
+//! - `fib daddr type local` asks the routing whether the destination is an address of this
+//!   host, as the kernel's lookup does, before any rewrite by the rule's own chain.
+//! - `accept` and `return` end a chain (base chains have policy accept); `reject` and `drop`
+//!   end the packet; `log` goes on with the next rule.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -115,6 +122,11 @@ pub struct Packet {
     pub hop_limit: u8,
     /// Where it comes from.
     pub origin: Origin,
+    /// Whether it answers a connection that its destination opened (conntrack's reply
+    /// direction: `ct direction reply`), rather than being the first packet of a connection.
+    /// NAT chains do not see replies; the walk takes a reply's addresses as they are (a
+    /// reply of a connection without NAT, or after conntrack undid its NAT).
+    pub reply: bool,
 }
 
 impl Packet {
@@ -129,6 +141,7 @@ impl Packet {
                 bound_device: None,
                 uid: None,
             },
+            reply: false,
         }
     }
     /// The packet's family.
@@ -351,9 +364,12 @@ pub struct Masquerade {
 pub struct Evaluation {
     /// What happened to it.
     pub fate: Fate,
-    /// The rule that decided: the one that refused it, or the last filter rule that let it
-    /// through (`None` when only chain policies applied).
+    /// The rule that decided: the one that refused it, or else the first filter rule that let
+    /// it through (the first chain that judged it; `None` when only chain policies applied).
     pub decided_by: Option<RuleRef>,
+    /// Every filter rule that let it through (accept or return), in the order the chains
+    /// ran: a packet passes only when every filter chain at its hooks lets it go on.
+    pub accepted_by: Vec<RuleRef>,
     /// The first route: where the packet was headed before any rewrite (`None` without one).
     pub route: Option<Route>,
     /// The source address it had before any rewrite, when known.
@@ -406,6 +422,8 @@ struct View<'a> {
     dnat: bool,
     /// Whether the destination is an address of this host (`fib daddr type local`).
     dst_local: bool,
+    /// Whether the packet is a reply (`ct direction reply`).
+    reply: bool,
 }
 
 /// Whether one match holds for the packet.
@@ -449,8 +467,7 @@ fn holds(m: &Match, v: &View<'_>, rs: &Ruleset) -> bool {
         Match::SkUid(uid) => v.uid == Some(*uid),
         Match::CtStatusDnat => v.dnat,
         Match::DaddrLocal => v.dst_local,
-        // Every packet walked is the first of its connection: original direction.
-        Match::CtDirectionReply => false,
+        Match::CtDirectionReply => v.reply,
         Match::HopLimit(h) => v.family == Family::V6 && v.hop_limit == *h,
         Match::Icmpv6Type(t) => {
             v.family == Family::V6
@@ -485,9 +502,13 @@ struct Walk<'r> {
     transport: Transport,
     hop_limit: u8,
     uid: Option<u32>,
+    /// Whether the packet is a reply.
+    reply: bool,
     /// Whether the connection's destination and source NAT are settled.
     dnat_done: bool,
     snat_done: bool,
+    /// Whether a DNAT changed the destination (conntrack's `IPS_DST_NAT`).
+    dst_nat: bool,
     ev: Evaluation,
 }
 
@@ -548,6 +569,9 @@ impl<'r> Walk<'r> {
                 ChainResult::Dnat(addr, port) => {
                     nat_rewrote = true;
                     let moved = addr != self.dst;
+                    if moved || self.transport.dport().is_some_and(|p| p != port) {
+                        self.dst_nat = true;
+                    }
                     self.dst = addr;
                     self.transport = self.transport.with_dport(port);
                     // A packet of this host is routed again at once when its destination
@@ -623,8 +647,9 @@ impl<'r> Walk<'r> {
                 iif,
                 oif,
                 uid: self.uid,
-                dnat: self.ev.rewrite.is_some(),
+                dnat: self.dst_nat,
                 dst_local,
+                reply: self.reply,
             };
             if !rule.matches.iter().all(|m| holds(m, &view, self.rs)) {
                 continue;
@@ -634,7 +659,11 @@ impl<'r> Walk<'r> {
             match &rule.action {
                 Action::Accept | Action::Return => {
                     if filter {
-                        self.ev.decided_by = Some(here());
+                        let r = here();
+                        if self.ev.decided_by.is_none() {
+                            self.ev.decided_by = Some(r.clone());
+                        }
+                        self.ev.accepted_by.push(r);
                     }
                     return Ok((ChainEnd::Rule(i), ChainResult::Continue));
                 }
@@ -727,11 +756,15 @@ pub fn evaluate(
         transport: pkt.transport,
         hop_limit: pkt.hop_limit,
         uid,
-        dnat_done: false,
-        snat_done: false,
+        reply: pkt.reply,
+        // A reply's connection has its NAT settled by its first packet.
+        dnat_done: pkt.reply,
+        snat_done: pkt.reply,
+        dst_nat: false,
         ev: Evaluation {
             fate: Fate::Delivered,
             decided_by: None,
+            accepted_by: Vec::new(),
             route: None,
             src: pkt.src,
             rewrite: None,
