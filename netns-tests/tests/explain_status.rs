@@ -76,6 +76,7 @@ fn check_status_schema(v: &Value) {
             "gateways",
             "guard",
             "lan",
+            "mode",
             "profile",
             "reason",
             "refused",
@@ -88,6 +89,7 @@ fn check_status_schema(v: &Value) {
     );
     assert!(["up", "down", "stale", "tampered"].contains(&v["state"].as_str().unwrap_or("")));
     assert!(is_str_or_null(&v["reason"]) && is_str_or_null(&v["profile"]));
+    assert!(["connect", "block"].contains(&v["mode"].as_str().unwrap_or("connect")));
     assert!(is_str_or_null(&v["tunnel"]) && is_str_or_null(&v["guard"]));
     assert!(v["gateways"]
         .as_array()
@@ -112,7 +114,9 @@ fn check_status_schema(v: &Value) {
         assert!(
             v["forwarding"]["ip_forward"].is_boolean() || v["forwarding"]["ip_forward"].is_null()
         );
+        assert_keys(&v["forwarding"], &["ip_forward", "filtered", "dns_guarded"]);
         assert!(v["forwarding"]["filtered"].is_boolean());
+        assert!(v["forwarding"]["dns_guarded"].is_boolean());
     }
     if !v["refused"].is_null() {
         let r = &v["refused"];
@@ -149,6 +153,7 @@ fn check_explain_schema(v: &Value) {
             "route",
             "rerouted",
             "rule",
+            "accepted",
             "rewrite",
             "masquerade",
             "logged",
@@ -172,8 +177,15 @@ fn check_explain_schema(v: &Value) {
     );
     assert!(["running", "plan", "not-running"].contains(&v["basis"].as_str().unwrap_or("")));
     assert!(["pass", "reject", "drop", "no-route"].contains(&v["verdict"].as_str().unwrap_or("")));
-    assert!(["sent", "delivered", "rejected", "dropped", "no-route"]
-        .contains(&v["fate"].as_str().unwrap_or("")));
+    assert!([
+        "sent",
+        "delivered",
+        "rejected",
+        "dropped",
+        "no-route",
+        "expired"
+    ]
+    .contains(&v["fate"].as_str().unwrap_or("")));
     assert!(v["passes"].is_boolean() && v["tcp_reset"].is_boolean());
     for r in [&v["route"], &v["rerouted"]] {
         if !r.is_null() {
@@ -182,6 +194,9 @@ fn check_explain_schema(v: &Value) {
     }
     if !v["rule"].is_null() {
         assert_keys(&v["rule"], &["chain", "hook", "index", "text"]);
+    }
+    for r in v["accepted"].as_array().expect("accepted") {
+        assert_keys(r, &["chain", "hook", "index", "text"]);
     }
     if !v["rewrite"].is_null() {
         assert_keys(&v["rewrite"], &["dst", "dport", "rule"]);
@@ -243,22 +258,48 @@ fn explain_in_words_and_json() {
         out.stdout
     );
 
-    // DNS to the LAN router: rewritten, then refused outside the tunnel.
+    // DNS to the LAN router: routed to eth0, rewritten to the resolver, routed again into the
+    // tunnel; output lets the rewritten query on, dns_guard lets it into the tunnel.
     let out = run(&b, t.client(), "firewall explain 192.168.1.1:53 udp --json");
-    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
     let v = json(&out);
     check_explain_schema(&v);
     assert_eq!(v["basis"], "running");
-    assert_eq!(v["verdict"], "reject");
+    assert_eq!(v["verdict"], "pass");
     assert_eq!(v["rewrite"]["dst"], "10.42.0.1");
     assert_eq!(v["rewrite"]["dport"], 53);
     assert_eq!(v["route"]["oif"], "eth0");
     assert_eq!(v["rerouted"]["oif"], "tun0");
-    assert_eq!(v["rule"]["text"], "udp dport 53 counter reject");
+    assert_eq!(v["oif"], "tun0");
+    assert_eq!(
+        v["rule"]["text"],
+        "ct status dnat ip daddr 10.42.0.1 udp dport 53 accept"
+    );
+    assert_eq!(v["accepted"][1]["chain"], "dns_guard");
+    assert_eq!(v["accepted"][1]["text"], "oifname \"tun*\" accept");
     assert!(v["text"]
         .as_str()
         .unwrap_or("")
         .contains("rewritten to 10.42.0.1:53"));
+    // From a socket bound to eth0 the rewritten query would leave in clear: dns_guard
+    // drops it.
+    let out = run(
+        &b,
+        t.client(),
+        "firewall explain 192.168.1.1:53 udp --via eth0 --json",
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    let v = json(&out);
+    check_explain_schema(&v);
+    assert_eq!(v["verdict"], "drop");
+    assert_eq!(v["fate"], "dropped");
+    assert_eq!(v["rule"]["chain"], "dns_guard");
+    assert_eq!(v["rule"]["hook"], "postrouting");
+    assert_eq!(v["rule"]["text"], "udp dport 53 counter drop");
+    assert!(v["text"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("dropped: DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but 10.42.0.1 is routed via eth0"));
 
     // DNS to the internet: rewritten, through the tunnel, masqueraded.
     let out = run(
@@ -308,15 +349,33 @@ fn explain_in_words_and_json() {
         assert!(out.stderr.starts_with("bitmask-root: "), "{bad}");
     }
 
-    // Forwarded traffic (a container) is not filtered by this plan.
+    // Forwarded traffic (a shared connection's client on the LAN) goes by the forward chain:
+    // through the tunnel, and not to the gateway in clear.
+    netns_tests::container::enable_forwarding(t.client()).expect("forwarding");
     let out = run(
         &b,
         t.client(),
         "firewall explain 203.0.113.10:443 --in eth0 --src 192.168.1.77 --json",
     );
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
     let v = json(&out);
     check_explain_schema(&v);
     assert_eq!(v["packet"]["in"], "eth0");
+    assert_eq!(v["rule"]["chain"], "forward");
+    assert_eq!(v["oif"], "tun0");
+    let out = run(
+        &b,
+        t.client(),
+        "firewall explain 198.51.100.1:1194 udp --in eth0 --src 192.168.1.77",
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "198.51.100.1 is a VPN gateway, and forwarded traffic gets no clear path to it"
+        ),
+        "{}",
+        out.stdout
+    );
 
     // Without root: the running table cannot be read (exit 1, says what to do) ...
     let out = run_unprivileged(&b, t.client(), "firewall explain 203.0.113.10:443");
@@ -386,8 +445,9 @@ fn status_counts_what_was_refused_and_isup_stays_up() {
         &[IpAddr::V4(GATEWAY_V4), IpAddr::V6(GATEWAY_V6)],
     )
     .expect("start");
-    // Refused: 3 datagrams out of the LAN device, 2 DNS queries to the LAN router (rewritten,
-    // then refused outside the tunnel), 1 IPv6 DNS query.
+    // Refused: 3 datagrams out of the LAN device, 2 DNS queries to the LAN router from a
+    // socket bound to the LAN device (rewritten, then dropped by dns_guard: they would leave
+    // in clear), 1 IPv6 DNS query (refused in output).
     let eth0 = SendOpts::device("eth0");
     for _ in 0..3 {
         udp_send(
@@ -403,10 +463,18 @@ fn status_counts_what_was_refused_and_isup_stays_up() {
             t.client(),
             SocketAddr::new(IpAddr::V4(ROUTER_LAN_V4), 53),
             b"q",
-            &SendOpts::default(),
+            &eth0,
         )
         .expect("send");
     }
+    // Let through: a query to the LAN router as routed (rewritten, into the tunnel).
+    udp_send(
+        t.client(),
+        SocketAddr::new(IpAddr::V4(ROUTER_LAN_V4), 53),
+        b"q",
+        &SendOpts::default(),
+    )
+    .expect("send");
     udp_send(
         t.client(),
         SocketAddr::new(IpAddr::V6(ROUTER_LAN_V6), 53),
@@ -442,8 +510,26 @@ fn status_counts_what_was_refused_and_isup_stays_up() {
         v["lan"]["interfaces"][0]["prefixes"],
         serde_json::json!(["192.168.1.0/24", "fd00:1::/64", "fe80::/64"])
     );
-    assert_eq!(v["forwarding"]["filtered"], false);
+    assert_eq!(v["mode"], "connect");
+    assert_eq!(v["forwarding"]["filtered"], true);
+    assert_eq!(v["forwarding"]["dns_guarded"], true);
     assert!(v["guard"].is_null());
+    let counted = |chain: &str, rule: &str| {
+        v["refused"]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["chain"] == chain && r["rule"] == rule)
+            .map(|r| r["packets"].clone())
+    };
+    assert_eq!(
+        counted("dns_guard", "udp dport 53 counter drop"),
+        Some(serde_json::json!(2))
+    );
+    assert_eq!(
+        counted("output", "udp dport 53 counter reject"),
+        Some(serde_json::json!(1))
+    );
     assert_eq!(v["refused"]["by_kind"]["outside_tunnel"]["packets"], 3);
     assert_eq!(v["refused"]["by_kind"]["dns"]["packets"], 3);
     assert_eq!(v["refused"]["by_kind"]["forwarded"]["packets"], 0);
@@ -459,6 +545,7 @@ fn status_counts_what_was_refused_and_isup_stays_up() {
         "gateways: 198.51.100.1, 2001:db8:2::1",
         "DNS: rewritten to 10.42.0.1, routed through the tunnel (tun0)",
         "LAN (private): eth0 192.168.1.0/24, fd00:1::/64, fe80::/64",
+        "forwarded traffic is filtered like this host's",
         "blocked 6 packets since start: 3 outside the tunnel, 3 DNS",
     ] {
         assert!(
@@ -476,6 +563,31 @@ fn status_counts_what_was_refused_and_isup_stays_up() {
     assert!(
         out.stdout
             .contains("DNS will fail: 10.42.0.1 is routed via eth0, not the tunnel"),
+        "{}",
+        out.stdout
+    );
+
+    // Blocking: no gateway, and status and explain say so.
+    t.tunnel_up().expect("tunnel up");
+    let out = run(&b, t.client(), "firewall block");
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let v = json(&run(&b, t.client(), "firewall status --json"));
+    check_status_schema(&v);
+    assert_eq!(v["state"], "up");
+    assert_eq!(v["mode"], "block");
+    assert_eq!(v["gateways"], serde_json::json!([]));
+    let out = run(&b, t.client(), "firewall status");
+    assert!(
+        out.stdout.contains("blocked: no gateway (firewall block)")
+            && !out.stdout.contains("gateways:"),
+        "{}",
+        out.stdout
+    );
+    let out = run(&b, t.client(), "firewall explain 198.51.100.1:443");
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("and no VPN gateway is open (blocked: no gateway)"),
         "{}",
         out.stdout
     );

@@ -104,6 +104,13 @@ fn table(q: &RouteQuery<'_>, tunnel: bool) -> Result<Option<Route>, String> {
     if let Some(dev) = q.oif {
         return out(dev);
     }
+    let link_scope = match dst {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if q.iif.is_some() && link_scope {
+        return Ok(None); // multicast, broadcast and link-local are not routed on
+    }
     if dst == ip("2001:db8:dead::1") {
         return Ok(None); // unreachable
     }
@@ -204,6 +211,14 @@ impl P {
             "fd00:17::2"
         };
         self.from("ctr0", src)
+    }
+    /// Bridged by `bridge` (br_netfilter) from `src`.
+    fn bridged(mut self, bridge: &str, src: &str) -> P {
+        self.0.origin = Origin::Bridged {
+            bridge: bridge.into(),
+        };
+        self.0.src = Some(ip(src));
+        self
     }
     /// A reply of a connection its destination opened.
     fn reply(mut self) -> P {
@@ -559,78 +574,97 @@ fn forwarded_cases(mode: Mode) -> Vec<Case> {
         // IPv6 DNS is not rewritten; out of the tunnel it is refused.
         (udp("fd00:1::1", 53).ctr(), REJECTED, fwd(DNS_UDP), ""),
         (tcp("2001:db8:1::10", 53).ctr(), REJECTED, fwd(DNS_TCP), ""),
-        // The link's own protocols, for bridged guests.
+        // The link's own protocols: unicast DHCP is routed like the rest.
         (
             udp("192.168.1.1", 67).sport(68).ctr(),
             sent("eth0"),
             fwd("udp sport 68 udp dport 67 accept"),
             "",
         ),
+        // Multicast and link-local destinations are not routed on.
+        (udp("ff02::1:2", 547).sport(546).ctr(), NO_ROUTE, NONE, ""),
+        (udp("239.255.255.250", 1900).ctr(), NO_ROUTE, NONE, ""),
+        (icmp("fe80::1", 128).ctr(), NO_ROUTE, NONE, ""),
+        // Between guests on one bridge (br_netfilter): no hop taken, link-local and
+        // multicast pass the forward hook as they are.
         (
-            udp("ff02::1:2", 547).sport(546).ctr(),
-            sent("eth0"),
+            udp("ff02::1:2", 547)
+                .sport(546)
+                .bridged("ctr0", "fe80::17:2"),
+            sent("ctr0"),
             fwd("ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept"),
             "",
         ),
         (
-            icmp("2001:db8:1::10", 133).hops(255).ctr(),
-            sent("eth0"),
+            icmp("ff02::2", 133).hops(255).bridged("ctr0", "fe80::17:2"),
+            sent("ctr0"),
             fwd("ip6 hoplimit 255 icmpv6 type nd-router-solicit accept"),
             "",
         ),
         (
-            icmp("2001:db8:1::10", 135).hops(255).ctr(),
-            sent("eth0"),
+            icmp("fd00:17::3", 135)
+                .hops(255)
+                .bridged("ctr0", "fd00:17::2"),
+            sent("ctr0"),
             fwd("ip6 hoplimit 255 icmpv6 type nd-neighbor-solicit accept"),
             "",
         ),
         (
-            icmp("2001:db8:1::10", 136).hops(255).ctr(),
-            sent("eth0"),
+            icmp("fe80::17:3", 136)
+                .hops(255)
+                .bridged("ctr0", "fe80::17:2"),
+            sent("ctr0"),
             fwd("ip6 hoplimit 255 icmpv6 type nd-neighbor-advert accept"),
             "",
         ),
         (
-            icmp("fe80::1", 128).ctr(),
-            sent("eth0"),
+            icmp("fe80::17:3", 128).bridged("ctr0", "fe80::17:2"),
+            sent("ctr0"),
             fwd("ip6 daddr fe80::/10 meta l4proto ipv6-icmp accept"),
             "",
         ),
         (
-            icmp("ff02::1", 128).ctr(),
-            sent("eth0"),
+            icmp("ff02::16", 143).hops(1).bridged("ctr0", "fe80::17:2"),
+            sent("ctr0"),
             fwd("ip6 daddr ff02::/16 meta l4proto ipv6-icmp accept"),
             "",
         ),
-        // SSDP and mDNS.
         (
-            udp("239.255.255.250", 1900).ctr(),
-            sent("eth0"),
+            udp("239.255.255.250", 1900).bridged("ctr0", "172.17.0.2"),
+            sent("ctr0"),
             fwd("ip daddr 239.255.255.250 udp dport 1900 accept"),
             "",
         ),
         (
-            udp("224.0.0.251", 5353).ctr(),
-            sent("eth0"),
+            udp("224.0.0.251", 5353).bridged("ctr0", "172.17.0.2"),
+            sent("ctr0"),
             fwd("ip daddr 224.0.0.251 udp dport 5353 accept"),
             "",
         ),
         (
-            udp("ff05::c", 1900).ctr(),
-            sent("eth0"),
+            udp("ff05::c", 1900).bridged("ctr0", "fd00:17::2"),
+            sent("ctr0"),
             fwd("ip6 daddr ff05::c udp dport 1900 accept"),
             "",
         ),
         (
-            udp("ff02::fb", 5353).ctr(),
-            sent("eth0"),
+            udp("ff02::fb", 5353).bridged("ctr0", "fe80::17:2"),
+            sent("ctr0"),
             fwd("ip6 daddr ff02::fb udp dport 5353 accept"),
             "",
+        ),
+        refused(udp("ff02::fb", 9).bridged("ctr0", "fe80::17:2"), fwd),
+        // A bridged DNS query is rewritten at prerouting, and then routed.
+        (
+            udp("172.17.0.3", 53).bridged("ctr0", "172.17.0.2"),
+            sent("tun0"),
+            fwd(TUN),
+            RESOLVER,
         ),
         // Everything else out of the tunnel.
         refused(tcp("2001:db8:1::10", 443).ctr(), fwd),
         refused(udp("2001:db8:1::10", 9).ctr(), fwd),
-        refused(icmp("239.1.2.3", 8).ctr(), fwd),
+        refused(icmp("2001:db8:1::10", 128).ctr(), fwd),
         // Replies of the container's connections through the tunnel, whatever --lan says.
         (
             udp("172.17.0.2", 40000)
@@ -648,6 +682,15 @@ fn forwarded_cases(mode: Mode) -> Vec<Case> {
         ),
         // No route: not sent.
         (udp("2001:db8:dead::1", 9).ctr(), NO_ROUTE, NONE, ""),
+        // Forwarding takes a hop: neighbour discovery (hop limit 255) is never forwarded as
+        // such, and a packet with no hop left is not forwarded at all.
+        refused(icmp("2001:db8:1::10", 135).hops(255).ctr(), fwd),
+        (
+            udp("203.0.113.10", 9).hops(1).ctr(),
+            Fate::Expired,
+            NONE,
+            "",
+        ),
         // A packet that comes in by lo with its NAT not yet settled is left alone. The kernel
         // never walks one: what comes back in by lo had its NAT settled at output. Only the
         // model can be asked about it (the nat_prerouting rule is a safeguard).
@@ -740,11 +783,20 @@ fn lan_cases(lan: LanMode, forwarded: bool) -> Vec<Case> {
             "eth0",
             "oifname \"eth0\" ip6 daddr fd00:1::/64 accept",
         ),
-        open(
-            udp("fe80::1", 9),
-            "eth0",
-            "oifname \"eth0\" ip6 daddr fe80::/64 accept",
-        ),
+        if forwarded {
+            // Link-local is bridged, never routed (eth0 as a bridge of VMs).
+            decide(
+                udp("fe80::1", 9).bridged("eth0", "fe80::3"),
+                "eth0",
+                "oifname \"eth0\" ip6 daddr fe80::/64 accept",
+            )
+        } else {
+            open(
+                udp("fe80::1", 9),
+                "eth0",
+                "oifname \"eth0\" ip6 daddr fe80::/64 accept",
+            )
+        },
         open(
             tcp("192.168.2.1", 631),
             "eth1",

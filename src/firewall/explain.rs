@@ -353,6 +353,9 @@ fn words(ev: &Evaluation, q: &Question, ctx: &Context) -> String {
                 .map(|r| format!("; rule: `{}` (chain {})", r.rule.text, r.rule.chain))
                 .unwrap_or_default()
         ),
+        Fate::Expired => format!(
+            "not forwarded: the hop limit of {what} runs out here (time exceeded); the firewall is not involved."
+        ),
         Fate::Rejected { .. } | Fate::Dropped => {
             let verdict = match ev.fate {
                 Fate::Rejected { tcp_reset: true } => "rejected with a TCP reset",
@@ -590,6 +593,7 @@ impl Explanation {
             Fate::Rejected { .. } => ("rejected", "reject"),
             Fate::Dropped => ("dropped", "drop"),
             Fate::NoRoute { .. } => ("no-route", "no-route"),
+            Fate::Expired => ("expired", "no-route"),
         };
         let oif = match &ev.fate {
             Fate::Sent { oif } => Some(oif.clone()),
@@ -670,6 +674,10 @@ impl Explanation {
             ("route", route_json(&ev.route)),
             ("rerouted", route_json(&ev.rerouted)),
             ("rule", ev.decided_by.as_ref().map_or(Json::Null, rule_json)),
+            (
+                "accepted",
+                Json::Arr(ev.accepted_by.iter().map(rule_json).collect()),
+            ),
             (
                 "rewrite",
                 ev.rewrite.as_ref().map_or(Json::Null, |r| {

@@ -93,6 +93,9 @@ impl KernelRoutes {
             stream.try_next().await
         });
         match answer {
+            // Multicast that comes in is not routed on (this host does no multicast routing):
+            // a member gets it delivered, nobody else forwards it.
+            Ok(Some(m)) if q.iif.is_some() && m.header.kind == RouteType::Multicast => Ok(None),
             Ok(Some(m)) => Ok(self.route_of(&m)),
             Ok(None) => Ok(None),
             Err(rtnetlink::Error::NetlinkError(e))

@@ -11,8 +11,12 @@
 //!   DNAT in a NAT chain re-routes the packet, but later output chains still see the old
 //!   interface; postrouting chains see the interface it really leaves by.
 //! - A forwarded packet goes through **prerouting** (where a DNAT may rewrite it), is routed
-//!   from its input interface, then goes through **forward** and **postrouting**; one routed
-//!   to an address of this host goes through **input** instead.
+//!   from its input interface, loses one hop of its TTL or hop limit (one that has none left
+//!   is not forwarded), then goes through **forward** and **postrouting**; one routed to an
+//!   address of this host goes through **input** instead.
+//! - A packet bridged between two guests on one bridge, with `br_netfilter` loaded, goes
+//!   through prerouting, forward and postrouting with the bridge as both interfaces, neither
+//!   routed nor losing a hop (unless a DNAT at prerouting makes the bridge route it).
 //! - A packet sent to an address of this host goes out by `lo` (output, postrouting) and comes
 //!   back in by `lo` (prerouting, input).
 //! - Chains at one hook run by priority (equal priorities in the order the chains were
@@ -105,6 +109,15 @@ pub enum Origin {
     Forwarded {
         /// The interface it came in by.
         iif: String,
+    },
+    /// Bridged from one port of `bridge` to another (two guests on one bridge), with
+    /// `br_netfilter` loaded: the IP hooks see the bridge as both the input and the output
+    /// interface, nothing is routed and no hop is taken (neighbour discovery and link-local
+    /// multicast between guests pass the forward hook as they are). A DNAT at prerouting
+    /// makes the bridge route the packet instead, as a forwarded one.
+    Bridged {
+        /// The bridge.
+        bridge: String,
     },
 }
 
@@ -300,6 +313,9 @@ pub enum Fate {
         /// Whether the route went missing only after a NAT rule rewrote the destination.
         after_rewrite: bool,
     },
+    /// A forwarded packet whose TTL or hop limit ran out: the host answers "time exceeded"
+    /// and does not forward it (before the forward hook).
+    Expired,
 }
 
 impl Fate {
@@ -307,7 +323,7 @@ impl Fate {
     pub fn passes(&self) -> bool {
         match self {
             Fate::Sent { .. } | Fate::Delivered => true,
-            Fate::Rejected { .. } | Fate::Dropped | Fate::NoRoute { .. } => false,
+            Fate::Rejected { .. } | Fate::Dropped | Fate::NoRoute { .. } | Fate::Expired => false,
         }
     }
 }
@@ -739,11 +755,11 @@ pub fn evaluate(
     }
     let uid = match &pkt.origin {
         Origin::Local { uid, .. } => *uid,
-        Origin::Forwarded { .. } => None,
+        Origin::Forwarded { .. } | Origin::Bridged { .. } => None,
     };
     let bound = match &pkt.origin {
         Origin::Local { bound_device, .. } => bound_device.as_deref(),
-        Origin::Forwarded { .. } => None,
+        Origin::Forwarded { .. } | Origin::Bridged { .. } => None,
     };
     let mut w = Walk {
         rs,
@@ -810,12 +826,21 @@ pub fn evaluate(
             }
             Ok(w.end(Fate::Delivered))
         }
-        Origin::Forwarded { iif } => {
+        Origin::Forwarded { iif } | Origin::Bridged { bridge: iif } => {
             if pkt.src.is_none() {
                 return Err(EvalError::NoSource);
             }
             if let Some(fate) = w.hook(Stage::Prerouting, Some(iif), None)? {
                 return Ok(w.end(fate));
+            }
+            if matches!(pkt.origin, Origin::Bridged { .. }) && w.dst == pkt.dst {
+                // Bridged as it is: forward and postrouting see the bridge on both sides.
+                for stage in [Stage::Forward, Stage::Postrouting] {
+                    if let Some(fate) = w.hook(stage, Some(iif), Some(iif))? {
+                        return Ok(w.end(fate));
+                    }
+                }
+                return Ok(w.end(Fate::Sent { oif: iif.clone() }));
             }
             let q = RouteQuery {
                 dst: w.dst,
@@ -837,6 +862,11 @@ pub fn evaluate(
                 }
                 return Ok(w.end(Fate::Delivered));
             }
+            // The TTL or hop limit goes down before the forward hook.
+            if w.hop_limit <= 1 {
+                return Ok(w.end(Fate::Expired));
+            }
+            w.hop_limit -= 1;
             if let Some(fate) = w.hook(Stage::Forward, Some(iif), Some(&route.oif))? {
                 return Ok(w.end(fate));
             }
