@@ -299,7 +299,7 @@ fn explain_in_words_and_json() {
     assert!(v["text"]
         .as_str()
         .unwrap_or("")
-        .starts_with("dropped: DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but 10.42.0.1 is routed via eth0"));
+        .starts_with("dropped: DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but this socket is bound to eth0"));
 
     // DNS to the internet: rewritten, through the tunnel, masqueraded.
     let out = run(

@@ -414,8 +414,8 @@ pub const EXPLAIN_OPTIONS: &[Opt] = &[
             name: "GW",
             kind: ValueKind::Text,
         }),
-        help: "With --dry-run: plan with this gateway (repeat it); without, the plan leaves \
-the gateways out.",
+        help: "With --dry-run: plan with this gateway (repeat it); without, plan what \
+firewall block applies (no gateway open).",
     },
     Opt {
         id: OptId::Local,

@@ -407,10 +407,15 @@ fn refusal_reason(ev: &Evaluation, q: &Question, ctx: &Context, rewrite: Option<
     let what = if forwarded { "forwarded DNS" } else { "DNS" };
     if dns && !ctx.compat() {
         return match rewrite {
-            Some(rw) => format!(
-                "{what} is rewritten to {rw} (the VPN's resolver) and may leave only through the tunnel ({tun}), but {} is routed via {oif} (is the VPN connected?)",
-                rw.rsplit_once(':').map_or(rw, |(a, _)| a)
-            ),
+            Some(rw) => match &q.via {
+                Some(via) => format!(
+                    "{what} is rewritten to {rw} (the VPN's resolver) and may leave only through the tunnel ({tun}), but this socket is bound to {via}"
+                ),
+                None => format!(
+                    "{what} is rewritten to {rw} (the VPN's resolver) and may leave only through the tunnel ({tun}), but {} is routed via {oif} (is the VPN connected?)",
+                    rw.rsplit_once(':').map_or(rw, |(a, _)| a)
+                ),
+            },
             None => format!(
                 "{what} may leave only through the tunnel ({tun}) or to a VPN gateway, and this query would leave by {oif}{}",
                 if q.dst.is_ipv6() { " (IPv6 DNS is not rewritten)" } else { "" }
@@ -787,6 +792,20 @@ mod tests {
         q.via = Some("eth0".into());
         let e = explain(&rs, Basis::Plan, &q, &routes).unwrap();
         assert!(!e.passes);
+        assert_eq!(
+            e.text,
+            "dropped: DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but this socket is bound to eth0; rule: `udp dport 53 counter drop` (chain dns_guard)."
+        );
+        // The tunnel down: every route goes by eth0, and DNS is dropped at postrouting.
+        let down = |q: &RouteQuery<'_>| -> Result<Option<Route>, String> {
+            Ok(Some(Route {
+                oif: q.oif.unwrap_or("eth0").into(),
+                local: false,
+                src: None,
+            }))
+        };
+        let q = Question::new("198.51.100.53".parse().unwrap(), Some(53), Protocol::Udp);
+        let e = explain(&rs, Basis::Plan, &q, &down).unwrap();
         assert_eq!(
             e.text,
             "dropped: DNS is rewritten to 10.42.0.1:53 (the VPN's resolver) and may leave only through the tunnel (tun*), but 10.42.0.1 is routed via eth0 (is the VPN connected?); rule: `udp dport 53 counter drop` (chain dns_guard)."

@@ -374,7 +374,7 @@ impl fmt::Display for Report {
             };
             writeln!(
                 f,
-                "forwarding: {on}; forwarded traffic is {}",
+                "forwarding: {on} (ip_forward); forwarded traffic is {}",
                 match (fw.filtered, fw.dns_guarded) {
                     (true, _) => "filtered like this host's",
                     (false, true) =>
