@@ -435,9 +435,10 @@ is rewritten to the VPN's resolver (the default);",
     },
     Choice {
         word: "off",
-        help: "forwarded traffic is not filtered, for hosts that route a LAN on purpose. \
-RISK: everything a container, VM or hotspot client sends then leaves in clear whenever the \
-tunnel is down. Neither value changes ip_forward.",
+        help: "forwarded traffic is not filtered (but for DNS, which still leaves only \
+through the tunnel), for hosts that route a LAN on purpose. RISK: everything else a \
+container, VM or hotspot client sends then leaves in clear whenever the tunnel is down. \
+Neither value changes ip_forward.",
     },
 ];
 
