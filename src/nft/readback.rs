@@ -149,9 +149,14 @@ fn expressions(data: &[u8]) -> String {
             .and_then(|a| a.str())
             .unwrap_or("?")
             .to_string();
-        let body = netlink::find(&parts, 2)
-            .map(|d| netlink::canonical(d.data, &|p, v| kernel_added(&name, p, v)))
-            .unwrap_or_default();
+        // A counter's values change with traffic and say nothing about the rule: the kernel
+        // dumps them, the batch carries none, so a counter is its name alone.
+        let body = match name.as_str() {
+            "counter" => String::new(),
+            _ => netlink::find(&parts, 2)
+                .map(|d| netlink::canonical(d.data, &|p, v| kernel_added(&name, p, v)))
+                .unwrap_or_default(),
+        };
         out.push(format!("{name}{body}"));
     }
     out.join(" ")

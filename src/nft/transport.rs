@@ -17,10 +17,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nftnl::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackStatus, IcmpCode, Icmpv6HeaderField, Immediate,
-    InterfaceName, Ipv4HeaderField, Ipv6HeaderField, Lookup, Masquerade, Meta, Nat, NatType,
-    NetworkHeaderField, Payload, Register, RejectionType, TcpHeaderField, TransportHeaderField,
-    UdpHeaderField, Verdict,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackStatus, Counter, IcmpCode, Icmpv6HeaderField,
+    Immediate, InterfaceName, Ipv4HeaderField, Ipv6HeaderField, Lookup, Masquerade, Meta, Nat,
+    NatType, NetworkHeaderField, Payload, Register, RejectionType, TcpHeaderField,
+    TransportHeaderField, UdpHeaderField, Verdict,
 };
 use nftnl::set::{Set as NftSet, SetKey};
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily};
@@ -361,7 +361,7 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
     for (c, chain) in rs.chains.iter().zip(&chains) {
         for (n, r) in c.rules.iter().enumerate() {
             let mut rule = nftnl::Rule::new(chain);
-            encode_rule(&mut rule, &r.matches, &r.action, &sets4, &sets6)?;
+            encode_rule(&mut rule, r, &sets4, &sets6)?;
             batch.add(&rule, MsgType::Add);
             labels.push(format!(
                 "rule {} of chain {} ({})",
@@ -430,11 +430,11 @@ fn nfproto_value(f: Family) -> u8 {
 /// once per rule, before the first payload load that needs them, as nft itself does.
 fn encode_rule(
     rule: &mut nftnl::Rule<'_>,
-    matches: &[Match],
-    action: &Action,
+    r: &crate::nft::ruleset::Rule,
     sets4: &[NftSet<'_, Ipv4Addr>],
     sets6: &[NftSet<'_, Ipv6Addr>],
 ) -> Result<(), TransportError> {
+    let (matches, action) = (&r.matches, &r.action);
     let mut nfproto: Option<Family> = None;
     let mut l4: Option<u8> = None;
     let need_nfproto = |rule: &mut nftnl::Rule<'_>, nfproto: &mut Option<Family>, f: Family| {
@@ -555,6 +555,9 @@ fn encode_rule(
                 rule.add_expr(&Cmp::new(CmpOp::Eq, 1u8));
             }
         }
+    }
+    if r.counter {
+        rule.add_expr(&Counter);
     }
     match action {
         Action::Accept => rule.add_expr(&Verdict::Accept),
