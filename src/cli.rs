@@ -843,7 +843,11 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::FirewallStatus { json } => {
             need_root()?;
-            let report = firewall::report::report().map_err(fail)?;
+            let mut report = firewall::report::report().map_err(fail)?;
+            if report.status != firewall::Status::Down {
+                // Who keeps the table: a running guard, or an orphaned/foreign owner.
+                report.guard = runtime()?.block_on(guarded::protection());
+            }
             if json {
                 print!("{}", report.to_json().pretty());
             } else {
