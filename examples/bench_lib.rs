@@ -32,7 +32,6 @@
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
@@ -41,13 +40,18 @@ use std::time::{Duration, Instant};
 use bitmask_root::discovery::{self, Network};
 use bitmask_root::engine::{self, REQUIRE_NETNS_ENV};
 use bitmask_root::firewall;
+use bitmask_root::nft::encode::{self, TableOp};
+use bitmask_root::nft::ruleset::{Chain, ChainKind, Hook, Ruleset};
 use bitmask_root::policy::{self, Policy};
 use bitmask_root::readback;
 use bitmask_root::transport::{self, Encoded};
-use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
 /// The table the floor batches add and delete.
-const FLOOR_TABLE: &std::ffi::CStr = c"bmr_floor";
+const FLOOR_TABLE: &str = "bmr_floor";
+/// nftables families.
+const NFPROTO_INET: u8 = 1;
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
 
 /// The state of the server: policies loaded, their floor batches, the network and runtime.
 struct Server {
@@ -141,8 +145,8 @@ impl Server {
             ["floor", id] => self.floor(id),
             ["floor0"] => timed_commit(&floor_pairs(1)),
             ["flooradd"] => timed_commit(&add_only()),
-            ["hookfloor-setup"] => untimed_commit(&hooked_table(false)),
-            ["hookfloor"] => timed_commit(&hooked_table(true)),
+            ["hookfloor-setup"] => untimed_commit(&hooked_table(false)?),
+            ["hookfloor"] => timed_commit(&hooked_table(true)?),
             ["reset"] => untimed_commit(&reset_batch()?),
             ["flood", addr, port, count, max_ms] => flood(addr, port, count, max_ms),
             ["rss"] => Ok(format!("maxrss_kb={}", peak_rss_kb()?)),
@@ -168,7 +172,7 @@ impl Server {
         let (comment, _) = engine::comment_of(&rs).map_err(|e| e.to_string())?;
         let ours = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
         let bytes = ours.bytes().len();
-        let messages = ours.batch.sequence_numbers().len();
+        let messages = ours.messages();
         let pair = floor_pairs(1).bytes().len() - floor_pairs(0).bytes().len();
         let base = floor_pairs(0).bytes().len();
         let pairs = bytes.saturating_sub(base).div_ceil(pair.max(1)).max(1);
@@ -330,91 +334,68 @@ fn untimed_commit(enc: &Encoded) -> Result<String, String> {
 /// A batch of `pairs` × (add table, delete table) on the empty floor table: a transaction
 /// that changes nothing, as large as asked.
 fn floor_pairs(pairs: usize) -> Encoded {
-    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    let mut labels = Vec::with_capacity(pairs * 2);
-    for _ in 0..pairs {
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        labels.push("floor add".to_string());
-        labels.push("floor delete".to_string());
-    }
-    Encoded {
-        batch: batch.finalize(),
-        labels,
-    }
+    let ops: Vec<(u8, &str, TableOp)> = (0..pairs)
+        .flat_map(|_| {
+            [
+                (NFPROTO_INET, FLOOR_TABLE, TableOp::Add),
+                (NFPROTO_INET, FLOOR_TABLE, TableOp::Delete),
+            ]
+        })
+        .collect();
+    encode::tables(&ops).expect("a name without NUL")
 }
 
 /// A batch that only adds the empty floor table: a transaction that deletes nothing.
 fn add_only() -> Encoded {
-    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    batch.add(&table, MsgType::Add);
-    Encoded {
-        batch: batch.finalize(),
-        labels: vec!["floor add only".to_string()],
-    }
+    encode::tables(&[(NFPROTO_INET, FLOOR_TABLE, TableOp::Add)]).expect("a name without NUL")
 }
 
 /// The floor table with empty base chains on our three hooks (filter output, nat output, nat
 /// postrouting). With `replace`, the batch first deletes the existing one, as our replacement
 /// batch does, so the kernel unhooks and rehooks the chains.
-fn hooked_table(replace: bool) -> Encoded {
-    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    let mut labels = Vec::new();
-    if replace {
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        labels.push("hookfloor add".to_string());
-        labels.push("hookfloor delete".to_string());
-    }
-    batch.add(&table, MsgType::Add);
-    labels.push("hookfloor table".to_string());
-    let hooks = [
-        (c"output", Hook::Out, ChainType::Filter, 0),
-        (c"nat_output", Hook::Out, ChainType::Nat, -100),
-        (c"nat_postrouting", Hook::PostRouting, ChainType::Nat, 100),
-    ];
-    for (name, hook, kind, prio) in hooks {
-        let mut chain = Chain::new(name, &table);
-        chain.set_hook(hook, prio);
-        chain.set_type(kind);
-        chain.set_policy(nftnl::Policy::Accept);
-        batch.add(&chain, MsgType::Add);
-        labels.push(format!("hookfloor chain {}", name.to_string_lossy()));
-    }
-    Encoded {
-        batch: batch.finalize(),
-        labels,
-    }
+fn hooked_table(replace: bool) -> Result<Encoded, String> {
+    let chain = |name: &str, hook, kind, priority| Chain {
+        name: name.to_string(),
+        hook,
+        kind,
+        priority,
+        rules: Vec::new(),
+    };
+    let rs = Ruleset {
+        table: FLOOR_TABLE.to_string(),
+        record: String::new(),
+        sets: Vec::new(),
+        chains: vec![
+            chain("output", Hook::Output, ChainKind::Filter, 0),
+            chain("nat_output", Hook::Output, ChainKind::Nat, -100),
+            chain("nat_postrouting", Hook::Postrouting, ChainKind::Nat, 100),
+        ],
+        set_ip_forward: false,
+    };
+    let mode = if replace {
+        encode::Mode::Replace
+    } else {
+        encode::Mode::Create
+    };
+    encode::ruleset(&rs, mode, "").map_err(|e| e.to_string())
 }
 
 /// One batch that deletes every table the bench may have created: ours, the floor's, and the
 /// iptables-nft ones (add then delete, so an absent table is no error).
 fn reset_batch() -> Result<Encoded, String> {
     let names = [
-        (ProtoFamily::Inet, "bitmask"),
-        (ProtoFamily::Inet, "bmr_floor"),
-        (ProtoFamily::Ipv4, "filter"),
-        (ProtoFamily::Ipv4, "nat"),
-        (ProtoFamily::Ipv6, "filter"),
-        (ProtoFamily::Ipv6, "nat"),
+        (NFPROTO_INET, "bitmask"),
+        (NFPROTO_INET, FLOOR_TABLE),
+        (NFPROTO_IPV4, "filter"),
+        (NFPROTO_IPV4, "nat"),
+        (NFPROTO_IPV6, "filter"),
+        (NFPROTO_IPV6, "nat"),
     ];
-    let mut batch = Batch::new();
-    let mut labels = Vec::new();
-    for (family, name) in names {
-        let cname = CString::new(name).map_err(|e| e.to_string())?;
-        let table = Table::new(&cname, family);
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        labels.push(format!("reset add {name}"));
-        labels.push(format!("reset delete {name}"));
-    }
-    Ok(Encoded {
-        batch: batch.finalize(),
-        labels,
-    })
+    let ops: Vec<(u8, &str, TableOp)> = names
+        .iter()
+        .flat_map(|&(f, n)| [(f, n, TableOp::Add), (f, n, TableOp::Delete)])
+        .collect();
+    encode::tables(&ops).map_err(|e| e.to_string())
 }
 
 /// Sends `count` small UDP datagrams to `addr:port` as fast as one socket can, stopping after

@@ -386,11 +386,28 @@ fn need_root() -> Result<(), (u8, String)> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| fail(crate::Error::Runtime(e)))
+/// Runs one of the library's futures to completion on this thread. They do their work at
+/// once (no I/O in them waits for a wakeup), so the first poll finishes them; should one
+/// ever wait, the thread sleeps until it is woken, as any executor's would. No runtime is
+/// built: a command needs no async machinery.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }
 
 /// Carries out a parsed invocation.
@@ -406,14 +423,13 @@ pub fn run(inv: Invocation) -> Outcome {
             Ok(0)
         }
         Command::FirewallStart(policy) => {
-            let rt = runtime()?;
             if inv.dry_run {
-                let text = rt.block_on(firewall::dry_run(&policy)).map_err(fail)?;
+                let text = block_on(firewall::dry_run(&policy)).map_err(fail)?;
                 print!("{text}");
                 return Ok(0);
             }
             need_root()?;
-            rt.block_on(firewall::start(&policy)).map_err(fail)?;
+            block_on(firewall::start(&policy)).map_err(fail)?;
             println!(
                 "bitmask-root: firewall started ({} gateway{}, DNS to {}, LAN {})",
                 policy.gateways().len(),
@@ -442,7 +458,7 @@ pub fn run(inv: Invocation) -> Outcome {
         }
         Command::FirewallIsup => {
             need_root()?;
-            let status = runtime()?.block_on(firewall::status()).map_err(fail)?;
+            let status = block_on(firewall::status()).map_err(fail)?;
             if status.is_up() {
                 println!("bitmask-root: {status}");
                 Ok(0)

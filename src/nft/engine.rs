@@ -4,10 +4,11 @@
 //! Each change holds the namespace's command lock ([`crate::nft::lock`]) for its whole run;
 //! callers that already hold it use [`apply_held`] and [`remove_held`].
 
+use crate::nft::encode::{self, Mode};
 use crate::nft::lock::{LockError, NamespaceLock};
-use crate::nft::readback::{self, Fingerprint};
+use crate::nft::readback::{self, Echo, Fingerprint, KernelTable, Snapshot};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport::{self, Generation};
+use crate::nft::transport::{self, Connection, Generation};
 
 /// Why the engine could not apply, verify or remove a table. [`crate::Error`] carries each
 /// of these as its own variant.
@@ -104,51 +105,110 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
 }
 
 /// [`apply`] for a caller that holds the namespace's command lock.
+///
+/// Everything goes over one netfilter socket: whether the table exists, the commit, the
+/// generation, and a read-back only when it is needed. The batch asks the kernel to echo
+/// every object it commits; when the echo is the plan and the generation right after is the
+/// one our commit produced, the kernel holds exactly what was planned, and the table is not
+/// read again. Otherwise (someone committed after us, or the echo is not the plan) the table
+/// is read back whole at one generation and judged as [`verdict`] says.
 pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> {
     guard_namespace()?;
     lock.ensure_current()?;
-    let expected = readback::snapshot_of(rs)?;
+    let mut conn = Connection::open()?;
+    apply_on(&mut conn, rs)
+}
+
+/// [`apply_held`] on an open connection (the caller holds the command lock).
+pub fn apply_on(conn: &mut Connection, rs: &Ruleset) -> Result<Applied, Error> {
+    // One encoding: the expected snapshot is read from the very messages that are sent, and
+    // only the table's head is rewritten once its comment (which holds the fingerprint) is
+    // known.
+    let mut enc = encode::ruleset(rs, Mode::Create, "").map_err(transport::TransportError::from)?;
+    let expected = readback::expected_snapshot(rs, enc.body());
     let fingerprint = expected.fingerprint();
     let comment = readback::comment_for(&rs.record, fingerprint);
     // A fresh start creates the table without deleting anything (no wait in the kernel); if
     // the table appeared in the meantime the kernel refuses that batch whole, and the
     // replacing batch runs instead.
+    let mut echo = Echo::new(&rs.table);
     let mut committed = None;
-    if !readback::table_exists(&rs.table)? {
-        match transport::commit(&transport::encode_create(rs, &comment)?) {
-            Ok(generation) => committed = Some(generation),
+    if !readback::table_exists_on(conn, &rs.table)? {
+        enc.set_head(Mode::Create, &comment)
+            .map_err(transport::TransportError::from)?;
+        match conn.commit_echo(&enc, &mut |m| echo.absorb(m)) {
+            Ok(c) => committed = Some(c),
             Err(transport::TransportError::Rejected { source, .. })
-                if source.raw_os_error() == Some(libc::EEXIST) => {}
+                if source.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                echo = Echo::new(&rs.table);
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    let ours = match committed {
-        Some(generation) => generation,
-        None => transport::commit(&transport::encode_replace(rs, &comment)?)?,
+    let committed = match committed {
+        Some(c) => c,
+        None => {
+            enc.set_head(Mode::Replace, &comment)
+                .map_err(transport::TransportError::from)?;
+            conn.commit_echo(&enc, &mut |m| echo.absorb(m))?
+        }
     };
+    let ours = committed.generation;
     if rs.set_ip_forward {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {
             path: "/proc/sys/net/ipv4/ip_forward",
             source,
         })?;
     }
-    let back = readback::read_table_at(&rs.table)?;
-    let difference = match &back.table {
-        None => Some(format!("table inet {} is missing", rs.table)),
-        Some(k) if k.comment.as_deref() != Some(comment.as_str()) => {
-            Some("its comment changed".to_string())
+    let now = conn.generation()?;
+    let echoed = echo.finish().filter(|_| committed.echo_complete);
+    if let (Some(g), Some(table)) = (ours, &echoed) {
+        if g == now
+            && difference(&rs.table, Some(table), &comment, fingerprint, &expected).is_none()
+        {
+            return Ok(Applied {
+                fingerprint,
+                comment,
+                generation: g,
+            });
         }
-        Some(k) if k.snapshot.fingerprint() != fingerprint => {
-            Some(k.snapshot.describe_difference(&expected))
-        }
-        Some(_) => None,
-    };
-    verdict(difference, ours, back.generation)?;
+    }
+    let back = readback::read_table_on(conn, &rs.table)?;
+    verdict(
+        difference(
+            &rs.table,
+            back.table.as_ref(),
+            &comment,
+            fingerprint,
+            &expected,
+        ),
+        ours,
+        back.generation,
+    )?;
     Ok(Applied {
         fingerprint,
         comment,
         generation: back.generation,
     })
+}
+
+/// How a table read back (or echoed) differs from the plan, if it does.
+fn difference(
+    name: &str,
+    table: Option<&KernelTable>,
+    comment: &str,
+    fingerprint: Fingerprint,
+    expected: &Snapshot,
+) -> Option<String> {
+    match table {
+        None => Some(format!("table inet {name} is missing")),
+        Some(k) if k.comment.as_deref() != Some(comment) => Some("its comment changed".to_string()),
+        Some(k) if k.snapshot.fingerprint() != fingerprint => {
+            Some(k.snapshot.describe_difference(expected))
+        }
+        Some(_) => None,
+    }
 }
 
 /// What a read-back that differs from the plan (`difference`) means, given the generation our
@@ -186,8 +246,13 @@ pub fn remove(name: &str) -> Result<bool, Error> {
 pub fn remove_held(name: &str, lock: &NamespaceLock) -> Result<bool, Error> {
     guard_namespace()?;
     lock.ensure_current()?;
-    let existed = readback::table_exists(name)?;
-    transport::commit(&transport::encode_remove(name)?)?;
+    remove_on(&mut Connection::open()?, name)
+}
+
+/// [`remove_held`] on an open connection (the caller holds the command lock).
+pub fn remove_on(conn: &mut Connection, name: &str) -> Result<bool, Error> {
+    let existed = readback::table_exists_on(conn, name)?;
+    conn.commit(&transport::encode_remove(name)?)?;
     Ok(existed)
 }
 

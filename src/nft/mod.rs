@@ -3,6 +3,7 @@
 //!
 //! - [`ruleset`]: the intermediate form (table, sets, base chains, rules);
 //! - [`render`]: a ruleset in nft syntax, exactly as `nft list table` prints it;
+//! - [`encode`]: a ruleset as the bytes of one batch;
 //! - [`transport`]: a ruleset as one nftnl batch, sent with mnl, errors read back;
 //! - [`readback`]: a table dumped from the kernel, canonicalised and fingerprinted;
 //! - [`engine`]: apply in one transaction and verify, remove;
@@ -11,6 +12,9 @@
 //!
 //! Nothing here knows which firewall a ruleset belongs to.
 
+pub mod encode;
+#[cfg(test)]
+mod encode_oracle;
 pub mod engine;
 pub mod lock;
 pub mod netlink;

@@ -1,4 +1,5 @@
-//! Pure netlink framing: split buffers into messages and attributes, build dump requests.
+//! Pure netlink framing: split buffers into messages and attributes, build requests (nftables
+//! and rtnetlink alike).
 //!
 //! Used by the transport to read ACKs and errors back by sequence number, and by the status
 //! check to read our table back from the kernel. No I/O and no `unsafe` here.
@@ -212,8 +213,23 @@ fn canonical_into(
 
 /// Builds one nftables request: header, `nfgenmsg` for `family`, then the attributes.
 pub fn nft_request(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    request(
+        (NFNL_SUBSYS_NFTABLES << 8) | msg,
+        flags,
+        seq,
+        &[family, 0, 0, 0],
+        attrs,
+    )
+}
+
+/// Builds one netlink request of type `ty`: header, the family header `header` (padded to 4
+/// bytes), then the attributes.
+pub fn request(ty: u16, flags: u16, seq: u32, header: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
     let mut b = vec![0u8; 16];
-    b.extend_from_slice(&[family, 0, 0, 0]);
+    b.extend_from_slice(header);
+    while b.len() % 4 != 0 {
+        b.push(0);
+    }
     for (ty, data) in attrs {
         let len = (4 + data.len()) as u16;
         b.extend_from_slice(&len.to_ne_bytes());
@@ -225,7 +241,7 @@ pub fn nft_request(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[(u16, &[
     }
     let total = b.len() as u32;
     b[0..4].copy_from_slice(&total.to_ne_bytes());
-    b[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+    b[4..6].copy_from_slice(&ty.to_ne_bytes());
     b[6..8].copy_from_slice(&flags.to_ne_bytes());
     b[8..12].copy_from_slice(&seq.to_ne_bytes());
     b

@@ -11,13 +11,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::nft::encode;
 use crate::nft::netlink::{self, Attr};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport::{self, Generation, TransportError};
+use crate::nft::transport::{Connection, Generation, TransportError};
 
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
 const NFPROTO_INET: u8 = 1;
 
 /// A 64-bit FNV-1a hash of a [`Snapshot`]; printed as 16 hex digits.
@@ -37,42 +35,111 @@ impl std::str::FromStr for Fingerprint {
     }
 }
 
+/// 64-bit FNV-1a over strings, each followed by 0xff.
+struct Fnv(u64);
+
+impl Fnv {
+    fn byte(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+
+    fn eat(&mut self, s: &str) {
+        for b in s.bytes() {
+            self.byte(b);
+        }
+        self.byte(0xff);
+    }
+
+    /// As [`Fnv::eat`] of the bytes' lowercase hex, without making the string.
+    fn eat_hex(&mut self, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in bytes {
+            self.byte(HEX[usize::from(b >> 4)]);
+            self.byte(HEX[usize::from(b & 15)]);
+        }
+        self.byte(0xff);
+    }
+}
+
 /// A canonical view of a table's contents.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     /// Per chain: its header (hook, priority, type, policy) and its rules in order.
     pub chains: BTreeMap<String, (String, Vec<String>)>,
-    /// Per set: its declaration and its sorted elements.
-    pub sets: BTreeMap<String, (String, Vec<String>)>,
+    /// Per set: its declaration and its sorted element keys.
+    pub sets: BTreeMap<String, (String, Vec<Key>)>,
+}
+
+/// A set element's key, as the kernel holds it: the 4 bytes of an IPv4 address or the 16 of
+/// an IPv6 address, kept inline (no allocation per element). Keys sort as their bytes do.
+///
+/// A key longer than 16 bytes (never in a set of ours: the kernel makes every key of a set
+/// as long as the set declares, and our sets declare 4 or 16) keeps its first 16 bytes and
+/// its length, so it can never equal a key of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Key {
+    /// The key of these bytes.
+    pub fn new(data: &[u8]) -> Key {
+        let mut bytes = [0u8; 16];
+        let n = data.len().min(16);
+        bytes[..n].copy_from_slice(&data[..n]);
+        Key {
+            bytes,
+            len: data.len().min(255) as u8,
+        }
+    }
+
+    /// The key of an address.
+    pub fn of(ip: &IpAddr) -> Key {
+        match ip {
+            IpAddr::V4(a) => Key::new(&a.octets()),
+            IpAddr::V6(a) => Key::new(&a.octets()),
+        }
+    }
+
+    /// The bytes held (at most 16).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(16)]
+    }
+}
+
+impl fmt::Display for Key {
+    /// The key in hex, as the fingerprint reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Snapshot {
     /// The fingerprint of this snapshot.
     pub fn fingerprint(&self) -> Fingerprint {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |s: &str| {
-            for b in s.bytes().chain(std::iter::once(0xff)) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
         for (name, (head, rules)) in &self.chains {
-            eat("chain");
-            eat(name);
-            eat(head);
+            h.eat("chain");
+            h.eat(name);
+            h.eat(head);
             for r in rules {
-                eat(r);
+                h.eat(r);
             }
         }
         for (name, (decl, elems)) in &self.sets {
-            eat("set");
-            eat(name);
-            eat(decl);
+            h.eat("set");
+            h.eat(name);
+            h.eat(decl);
             for e in elems {
-                eat(e);
+                h.eat_hex(e.bytes());
             }
         }
-        Fingerprint(h)
+        Fingerprint(h.0)
     }
 
     /// A short, human explanation of how `self` (the kernel) differs from `expected`.
@@ -106,8 +173,9 @@ impl Snapshot {
             match self.sets.get(name) {
                 None => return format!("set {name} is missing"),
                 Some((_, e)) if e != elems => {
-                    let missing = elems.iter().filter(|x| !e.contains(x)).count();
-                    let extra = e.iter().filter(|x| !elems.contains(x)).count();
+                    // Both are sorted.
+                    let missing = elems.iter().filter(|x| e.binary_search(x).is_err()).count();
+                    let extra = e.iter().filter(|x| elems.binary_search(x).is_err()).count();
                     return format!(
                         "set {name} holds {} elements where {} belong ({missing} missing, {extra} not planned)",
                         e.len(),
@@ -204,7 +272,7 @@ fn absorb(snap: &mut Snapshot, msg: &netlink::Message<'_>) {
             // SET 2, ELEMENTS 3
             let set = attr_str(&a, 2);
             let entry = &mut snap.sets.entry(set).or_default().1;
-            entry.extend(element_keys(&a).into_iter().map(hex));
+            entry.extend(element_keys(&a).into_iter().map(Key::new));
         }
         _ => {}
     }
@@ -225,31 +293,101 @@ fn element_keys<'a>(attrs: &[Attr<'a>]) -> Vec<&'a [u8]> {
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn ip_hex(ip: &IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => hex(&a.octets()),
-        IpAddr::V6(a) => hex(&a.octets()),
-    }
-}
-
 /// The snapshot the kernel would hold after applying `rs`. Pure (encodes in memory).
 pub fn snapshot_of(rs: &Ruleset) -> Result<Snapshot, TransportError> {
-    let enc = transport::encode_objects(rs)?;
-    let bytes = enc.bytes();
+    let contents = encode::contents(rs)?;
+    Ok(expected_snapshot(rs, &contents))
+}
+
+/// The snapshot the kernel would hold after applying `rs`, whose contents (sets, chains,
+/// rules, as [`encode::contents`] or [`crate::nft::encode::Encoded::body`] give them) are
+/// `contents`: the objects from the messages, the elements from the ruleset.
+pub fn expected_snapshot(rs: &Ruleset, contents: &[u8]) -> Snapshot {
     let mut snap = Snapshot::default();
-    for msg in netlink::messages(&bytes) {
-        absorb(&mut snap, &msg);
+    for msg in netlink::messages(contents) {
+        if msg.nft_type() != Some(netlink::NFT_MSG_NEWSETELEM) {
+            absorb(&mut snap, &msg);
+        }
     }
     for set in &rs.sets {
-        let mut elems: Vec<String> = set.elements.iter().map(ip_hex).collect();
-        elems.sort();
+        let mut elems: Vec<Key> = set.elements.iter().map(Key::of).collect();
+        elems.sort_unstable();
         snap.sets.entry(set.name.clone()).or_default().1 = elems;
     }
-    Ok(snap)
+    snap
+}
+
+/// A table as the kernel echoed it while committing a batch that created it
+/// ([`Connection::commit_echo`]): the same messages a dump of the table gives, each object
+/// as it was committed.
+#[derive(Debug, Clone, Default)]
+pub struct Echo {
+    name: String,
+    table: Option<KernelTable>,
+    complete: bool,
+}
+
+impl Echo {
+    /// Collects the echo of a batch that creates (or replaces) table `inet NAME`.
+    pub fn new(name: &str) -> Echo {
+        Echo {
+            name: name.to_string(),
+            table: None,
+            complete: true,
+        }
+    }
+
+    /// Takes one echoed message. A new table starts the account over (the replacing batch's
+    /// first add echoes the table it may create before it is deleted); anything deleted from
+    /// our table makes the echo unusable.
+    pub fn absorb(&mut self, msg: &netlink::Message<'_>) {
+        let a = msg.nft_attrs();
+        let ty = msg.nft_type();
+        // Attribute 1 names the table in table, chain, rule, set and element messages.
+        if attr_str(&a, 1) != self.name {
+            return;
+        }
+        match ty {
+            Some(netlink::NFT_MSG_NEWTABLE) => {
+                let comment = netlink::find(&a, 6).and_then(|u| table_comment(u.data));
+                self.table = Some(KernelTable {
+                    comment,
+                    snapshot: Snapshot::default(),
+                    set_elements: BTreeMap::new(),
+                });
+            }
+            Some(
+                netlink::NFT_MSG_NEWCHAIN
+                | netlink::NFT_MSG_NEWRULE
+                | netlink::NFT_MSG_NEWSET
+                | netlink::NFT_MSG_NEWSETELEM,
+            ) => match &mut self.table {
+                Some(t) => {
+                    absorb(&mut t.snapshot, msg);
+                    if ty == Some(netlink::NFT_MSG_NEWSETELEM) {
+                        let set = attr_str(&a, 2);
+                        let ips = element_keys(&a).into_iter().filter_map(parse_ip);
+                        t.set_elements.entry(set).or_default().extend(ips);
+                    }
+                }
+                None => self.complete = false,
+            },
+            _ => self.complete = false,
+        }
+    }
+
+    /// The table as echoed, its elements sorted; `None` when the echo does not account for
+    /// the whole table.
+    pub fn finish(self) -> Option<KernelTable> {
+        let mut t = self.table.filter(|_| self.complete)?;
+        for (_, elems) in t.snapshot.sets.values_mut() {
+            elems.sort_unstable();
+        }
+        for v in t.set_elements.values_mut() {
+            v.sort_unstable();
+        }
+        Some(t)
+    }
 }
 
 /// A table as read back from the kernel.
@@ -286,21 +424,32 @@ fn parse_ip(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// The kernel's message for table `inet NAME` (empty when it does not exist).
-fn get_table(name: &str) -> Result<Vec<Vec<u8>>, TransportError> {
-    let get = netlink::nft_request(
+/// Hands the kernel's message for table `inet NAME` (none when it does not exist) to
+/// `on_msg`.
+fn get_table(
+    conn: &mut Connection,
+    name: &str,
+    on_msg: &mut dyn FnMut(&netlink::Message<'_>),
+) -> Result<(), TransportError> {
+    conn.get(
         netlink::NFT_MSG_GETTABLE,
-        NLM_F_REQUEST | NLM_F_ACK,
-        1,
         NFPROTO_INET,
         &[(1, &netlink::cstr(name))],
-    );
-    transport::dump(&get, "the table")
+        "the table",
+        on_msg,
+    )
+}
+
+/// Whether table `inet NAME` exists (one small request on a connection of its own).
+pub fn table_exists(name: &str) -> Result<bool, TransportError> {
+    table_exists_on(&mut Connection::open()?, name)
 }
 
 /// Whether table `inet NAME` exists (one small request).
-pub fn table_exists(name: &str) -> Result<bool, TransportError> {
-    Ok(!get_table(name)?.is_empty())
+pub fn table_exists_on(conn: &mut Connection, name: &str) -> Result<bool, TransportError> {
+    let mut found = false;
+    get_table(conn, name, &mut |_| found = true)?;
+    Ok(found)
 }
 
 /// A table read back whole at one generation.
@@ -324,12 +473,17 @@ pub fn read_table(name: &str) -> Result<Option<KernelTable>, TransportError> {
 /// Reads table `inet NAME` back, every part of it (table, chains, rules, sets, elements) at
 /// one generation: each reply carries the generation it was made at, and the read is taken
 /// only when they all match the generation the kernel reports after it; otherwise it is read
-/// again, up to [`READ_ATTEMPTS`] times.
+/// again, up to [`READ_ATTEMPTS`] times. One connection of its own.
 pub fn read_table_at(name: &str) -> Result<ReadBack, TransportError> {
+    read_table_on(&mut Connection::open()?, name)
+}
+
+/// [`read_table_at`] on an open connection.
+pub fn read_table_on(conn: &mut Connection, name: &str) -> Result<ReadBack, TransportError> {
     for _ in 0..READ_ATTEMPTS {
-        let (table, seen) = read_once(name)?;
-        let generation = transport::generation()?;
-        if seen.iter().all(|r| *r == generation.res_id()) {
+        let (table, seen, consistent) = read_once(conn, name)?;
+        let generation = conn.generation()?;
+        if consistent && seen.iter().all(|r| *r == generation.res_id()) {
             return Ok(ReadBack { table, generation });
         }
     }
@@ -339,78 +493,70 @@ pub fn read_table_at(name: &str) -> Result<ReadBack, TransportError> {
     })
 }
 
-/// The `res_id` (generation, low 16 bits) of each message of a reply.
-fn res_ids(raw: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    netlink::messages(raw)
-        .into_iter()
-        .filter_map(|m| m.nft_res_id())
-}
-
-/// One read of the table, and the generations its replies were made at.
-fn read_once(name: &str) -> Result<(Option<KernelTable>, Vec<u16>), TransportError> {
+/// One read of the table, the generations its replies were made at, and whether the kernel
+/// vouched for every dump (none was marked interrupted).
+fn read_once(
+    conn: &mut Connection,
+    name: &str,
+) -> Result<(Option<KernelTable>, Vec<u16>, bool), TransportError> {
+    let mut all_consistent = true;
     let cname = netlink::cstr(name);
-    let tables = get_table(name)?;
-    let Some(table_msg) = tables.first() else {
-        return Ok((None, Vec::new()));
-    };
-    let mut seen: Vec<u16> = res_ids(table_msg).collect();
+    let mut seen: Vec<u16> = Vec::new();
     let mut comment = None;
-    for msg in netlink::messages(table_msg) {
+    let mut exists = false;
+    get_table(conn, name, &mut |msg| {
+        exists = true;
+        seen.extend(msg.nft_res_id());
         let a = msg.nft_attrs();
         if attr_str(&a, 1) == name {
             comment = netlink::find(&a, 6).and_then(|u| table_comment(u.data));
         }
+    })?;
+    if !exists {
+        return Ok((None, Vec::new(), true));
     }
     let mut snap = Snapshot::default();
     let mut set_elements: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
-    let requests: [(u16, u16, &'static str); 3] = [
-        (netlink::NFT_MSG_GETCHAIN, 1, "the chains"),
-        (netlink::NFT_MSG_GETRULE, 1, "the rules"),
-        (netlink::NFT_MSG_GETSET, 1, "the sets"),
+    let requests: [(u16, &'static str); 3] = [
+        (netlink::NFT_MSG_GETCHAIN, "the chains"),
+        (netlink::NFT_MSG_GETRULE, "the rules"),
+        (netlink::NFT_MSG_GETSET, "the sets"),
     ];
-    for (ty, table_attr, what) in requests {
-        let req = netlink::nft_request(
-            ty,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            1,
-            NFPROTO_INET,
-            &[(table_attr, &cname)],
-        );
-        for raw in transport::dump(&req, what)? {
-            seen.extend(res_ids(&raw));
-            for msg in netlink::messages(&raw) {
-                let a = msg.nft_attrs();
-                if attr_str(&a, 1) == name {
-                    absorb(&mut snap, &msg);
-                }
+    for (ty, what) in requests {
+        let consistent = conn.dump_with(ty, NFPROTO_INET, &[(1, &cname)], what, &mut |msg| {
+            seen.extend(msg.nft_res_id());
+            if attr_str(&msg.nft_attrs(), 1) == name {
+                absorb(&mut snap, msg);
             }
-        }
+        })?;
+        all_consistent &= consistent;
     }
     let set_names: Vec<String> = snap.sets.keys().cloned().collect();
     for set in set_names {
         let cset = netlink::cstr(&set);
-        let req = netlink::nft_request(
+        let elements = set_elements.entry(set.clone()).or_default();
+        let consistent = conn.dump_with(
             netlink::NFT_MSG_GETSETELEM,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            1,
             NFPROTO_INET,
             &[(1, &cname), (2, &cset)],
-        );
-        for raw in transport::dump(&req, "the set elements")? {
-            seen.extend(res_ids(&raw));
-            for msg in netlink::messages(&raw) {
-                absorb(&mut snap, &msg);
-                let a = msg.nft_attrs();
-                let ips = element_keys(&a).into_iter().filter_map(parse_ip);
-                set_elements.entry(set.clone()).or_default().extend(ips);
-            }
-        }
+            "the set elements",
+            &mut |msg| {
+                seen.extend(msg.nft_res_id());
+                absorb(&mut snap, msg);
+                let ips = element_keys(&msg.nft_attrs())
+                    .into_iter()
+                    .filter_map(parse_ip);
+                elements.extend(ips);
+            },
+        )?;
+        all_consistent &= consistent;
         if let Some(entry) = snap.sets.get_mut(&set) {
-            entry.1.sort();
+            entry.1.sort_unstable();
         }
     }
+    set_elements.retain(|_, v| !v.is_empty());
     for v in set_elements.values_mut() {
-        v.sort();
+        v.sort_unstable();
     }
     Ok((
         Some(KernelTable {
@@ -419,6 +565,7 @@ fn read_once(name: &str) -> Result<(Option<KernelTable>, Vec<u16>), TransportErr
             set_elements,
         }),
         seen,
+        all_consistent,
     ))
 }
 

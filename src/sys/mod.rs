@@ -2,7 +2,8 @@
 //! `#![deny(unsafe_code)]`; this module alone is allowed it, and every `unsafe` block in it
 //! carries a `SAFETY:` comment saying why it is sound.
 //!
-//! - [`netfilter`]: what the firewall engine needs beyond the safe `nftnl` and `mnl` APIs;
+//! - [`netlink`]: a blocking netlink socket (netfilter and rtnetlink);
+//! - [`netfilter`]: socket options for it, and the effective user id;
 //! - [`flock`]: the `flock(2)` behind the per-namespace command lock;
 //! - [`openvpn`]: what the OpenVPN launcher needs beyond `std` (descriptors opened without
 //!   following links, per-thread filesystem credentials, executing the checked binary, pidfds);
@@ -10,6 +11,9 @@
 
 pub mod flock;
 pub mod netfilter;
+pub mod netlink;
+#[cfg(test)]
+pub mod nftnl_oracle;
 pub mod openvpn;
 
 pub use netfilter::*;

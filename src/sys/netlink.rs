@@ -1,0 +1,106 @@
+//! A blocking netlink socket: `socket`, `sendmsg` of a message in parts, `recv`, and the few
+//! socket options the commands need. Used for netfilter (the nftables batch, dumps, the
+//! generation) and for rtnetlink (discovery's dumps).
+
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `NETLINK_NETFILTER`.
+pub const NETLINK_NETFILTER: i32 = libc::NETLINK_NETFILTER;
+/// `NETLINK_ROUTE`.
+pub const NETLINK_ROUTE: i32 = libc::NETLINK_ROUTE;
+
+/// An open netlink socket. It is bound by the kernel on its first send, and talks to the
+/// kernel only (it joins no multicast group, so everything it receives answers it).
+#[derive(Debug)]
+pub struct NetlinkSocket {
+    fd: OwnedFd,
+}
+
+impl NetlinkSocket {
+    /// Opens a netlink socket of `protocol` (close-on-exec).
+    pub fn open(protocol: i32) -> io::Result<NetlinkSocket> {
+        // SAFETY: socket() takes three integer arguments and touches no memory of ours.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                protocol,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a descriptor socket() just returned; nothing else owns it.
+        Ok(NetlinkSocket {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Sends `parts`, concatenated, as one datagram to the kernel; returns the bytes sent.
+    pub fn send(&self, parts: &[&[u8]]) -> io::Result<usize> {
+        let iov: Vec<libc::iovec> = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        // SAFETY: an all-zero msghdr is valid (no name: an unconnected netlink socket sends
+        // to the kernel; no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len();
+        // SAFETY: `msg` points at `iov`, whose entries describe the live, borrowed `parts`
+        // (the kernel only reads them); both outlive the call.
+        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Receives one datagram into `buf`. Returns its length, which is larger than `buf`
+    /// when it did not fit (the rest is lost).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_flags(buf, 0)
+    }
+
+    /// Like [`NetlinkSocket::recv`] but without waiting: `None` when nothing is queued.
+    pub fn recv_nowait(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.recv_flags(buf, libc::MSG_DONTWAIT) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv_flags(&self, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+        loop {
+            // SAFETY: the pointer and length describe `buf`, borrowed mutably for the call.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut c_void,
+                    buf.len(),
+                    libc::MSG_TRUNC | flags,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl AsRawFd for NetlinkSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
