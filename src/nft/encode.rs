@@ -10,11 +10,13 @@
 //!   to its object by [`Encoded::label`]), and it sends every error and ACK only after it has
 //!   committed or aborted the whole batch: the last message's ACK, with no error before it,
 //!   means the transaction was committed.
-//! - **Echo**: a batch that creates a table asks the kernel to echo every object it creates
-//!   (`NLM_F_ECHO`), and, by the flag on its first message, the generation its commit
-//!   produces. The echo is the kernel's own account of what it stored, the same messages a
-//!   dump of the table gives; [`crate::nft::engine`] verifies a start with it instead of
-//!   reading the table back.
+//! - **Echo**: a batch that creates a table asks the kernel to echo the table, its sets,
+//!   chains and rules as it commits them (`NLM_F_ECHO`), and, by the flag on its first
+//!   message, the generation its commit produces. The echo is the kernel's own account of
+//!   what it stored, the same messages a dump of the table gives; [`crate::nft::engine`]
+//!   verifies a start with it instead of dumping them again. Set elements are not echoed:
+//!   the kernel would build one notification per element (four times the commit's own cost
+//!   at 10,000 elements), where a dump packs thousands into one message.
 //!
 //! Set elements are written in as few messages as the 16-bit attribute length allows (about
 //! 4,000 IPv4 elements each), directly from the addresses: encoding is linear in the number
@@ -588,7 +590,7 @@ fn body(rs: &Ruleset, labels: &mut Vec<(u32, Label)>) -> Result<(Vec<u8>, u32), 
         while keys.peek().is_some() {
             let m = w.nft(
                 netlink::NFT_MSG_NEWSETELEM,
-                NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+                NLM_F_CREATE | NLM_F_EXCL,
                 seq,
                 NFPROTO_INET,
             );

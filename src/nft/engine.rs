@@ -161,11 +161,16 @@ pub fn apply_on(conn: &mut Connection, rs: &Ruleset) -> Result<Applied, Error> {
             source,
         })?;
     }
-    let now = conn.generation()?;
+    // The echo accounts for the table, its sets, chains and rules as committed; the
+    // elements are dumped; the generation after them all must still be ours.
     let echoed = echo.finish().filter(|_| committed.echo_complete);
-    if let (Some(g), Some(table)) = (ours, &echoed) {
+    if let (Some(g), Some(mut table)) = (ours, echoed) {
+        let (seen, consistent) = readback::read_elements_on(conn, &rs.table, &mut table)?;
+        let now = conn.generation()?;
         if g == now
-            && difference(&rs.table, Some(table), &comment, fingerprint, &expected).is_none()
+            && consistent
+            && seen.iter().all(|r| *r == g.res_id())
+            && difference(&rs.table, Some(&table), &comment, fingerprint, &expected).is_none()
         {
             return Ok(Applied {
                 fingerprint,

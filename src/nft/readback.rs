@@ -79,7 +79,8 @@ pub struct Snapshot {
 /// its length, so it can never equal a key of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
-    bytes: [u8; 16],
+    /// The bytes, big-endian and padded with zeros on the right: integers order as the bytes.
+    value: u128,
     len: u8,
 }
 
@@ -90,7 +91,7 @@ impl Key {
         let n = data.len().min(16);
         bytes[..n].copy_from_slice(&data[..n]);
         Key {
-            bytes,
+            value: u128::from_be_bytes(bytes),
             len: data.len().min(255) as u8,
         }
     }
@@ -103,17 +104,28 @@ impl Key {
         }
     }
 
-    /// The bytes held (at most 16).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len).min(16)]
+    /// The bytes held (at most 16) and how many they are.
+    fn held(&self) -> ([u8; 16], usize) {
+        (self.value.to_be_bytes(), usize::from(self.len).min(16))
+    }
+
+    /// The address it holds, when it is 4 or 16 bytes long.
+    pub fn ip(&self) -> Option<IpAddr> {
+        let (b, _) = self.held();
+        match self.len {
+            4 => Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
+            16 => Some(IpAddr::from(b)),
+            _ => None,
+        }
     }
 }
 
 impl fmt::Display for Key {
     /// The key in hex, as the fingerprint reads it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.bytes() {
-            write!(f, "{b:02x}")?;
+        let (b, n) = self.held();
+        for x in &b[..n] {
+            write!(f, "{x:02x}")?;
         }
         Ok(())
     }
@@ -136,7 +148,8 @@ impl Snapshot {
             h.eat(name);
             h.eat(decl);
             for e in elems {
-                h.eat_hex(e.bytes());
+                let (b, n) = e.held();
+                h.eat_hex(&b[..n]);
             }
         }
         Fingerprint(h.0)
@@ -210,19 +223,21 @@ fn kernel_added(expr: &str, path: &[u16], data: &[u8]) -> bool {
 }
 
 fn expressions(data: &[u8]) -> String {
-    let mut out = Vec::new();
-    for elem in netlink::attrs(data) {
+    let mut out = String::with_capacity(data.len() * 2);
+    for (i, elem) in netlink::attrs(data).iter().enumerate() {
         let parts = elem.nested();
         let name = netlink::find(&parts, 1)
             .and_then(|a| a.str())
-            .unwrap_or("?")
-            .to_string();
-        let body = netlink::find(&parts, 2)
-            .map(|d| netlink::canonical(d.data, &|p, v| kernel_added(&name, p, v)))
-            .unwrap_or_default();
-        out.push(format!("{name}{body}"));
+            .unwrap_or("?");
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(name);
+        if let Some(d) = netlink::find(&parts, 2) {
+            netlink::canonical_append(&mut out, d.data, &|p, v| kernel_added(name, p, v));
+        }
     }
-    out.join(" ")
+    out
 }
 
 fn attr_str(attrs: &[Attr<'_>], ty: u16) -> String {
@@ -272,7 +287,7 @@ fn absorb(snap: &mut Snapshot, msg: &netlink::Message<'_>) {
             // SET 2, ELEMENTS 3
             let set = attr_str(&a, 2);
             let entry = &mut snap.sets.entry(set).or_default().1;
-            entry.extend(element_keys(&a).into_iter().map(Key::new));
+            for_each_key(&a, &mut |k| entry.push(Key::new(k)));
         }
         _ => {}
     }
@@ -280,17 +295,16 @@ fn absorb(snap: &mut Snapshot, msg: &netlink::Message<'_>) {
 
 /// The keys of the elements in a NEWSETELEM message's attributes (ELEMENTS 3 -> LIST_ELEM
 /// -> KEY 1 -> VALUE 1).
-fn element_keys<'a>(attrs: &[Attr<'a>]) -> Vec<&'a [u8]> {
+fn for_each_key<'a>(attrs: &[Attr<'a>], on_key: &mut dyn FnMut(&'a [u8])) {
     let Some(list) = netlink::find(attrs, 3) else {
-        return Vec::new();
+        return;
     };
-    list.nested()
-        .iter()
-        .filter_map(|elem| {
-            let key = netlink::find(&elem.nested(), 1)?;
-            netlink::find(&key.nested(), 1).map(|v| v.data)
-        })
-        .collect()
+    for elem in netlink::attr_iter(list.data) {
+        let value = netlink::find_in(elem.data, 1).and_then(|k| netlink::find_in(k.data, 1));
+        if let Some(v) = value {
+            on_key(v.data);
+        }
+    }
 }
 
 /// The snapshot the kernel would hold after applying `rs`. Pure (encodes in memory).
@@ -319,7 +333,7 @@ pub fn expected_snapshot(rs: &Ruleset, contents: &[u8]) -> Snapshot {
 
 /// A table as the kernel echoed it while committing a batch that created it
 /// ([`Connection::commit_echo`]): the same messages a dump of the table gives, each object
-/// as it was committed.
+/// as it was committed; set elements are not echoed ([`crate::nft::encode`]).
 #[derive(Debug, Clone, Default)]
 pub struct Echo {
     name: String,
@@ -357,36 +371,21 @@ impl Echo {
                 });
             }
             Some(
-                netlink::NFT_MSG_NEWCHAIN
-                | netlink::NFT_MSG_NEWRULE
-                | netlink::NFT_MSG_NEWSET
-                | netlink::NFT_MSG_NEWSETELEM,
+                netlink::NFT_MSG_NEWCHAIN | netlink::NFT_MSG_NEWRULE | netlink::NFT_MSG_NEWSET,
             ) => match &mut self.table {
-                Some(t) => {
-                    absorb(&mut t.snapshot, msg);
-                    if ty == Some(netlink::NFT_MSG_NEWSETELEM) {
-                        let set = attr_str(&a, 2);
-                        let ips = element_keys(&a).into_iter().filter_map(parse_ip);
-                        t.set_elements.entry(set).or_default().extend(ips);
-                    }
-                }
+                Some(t) => absorb(&mut t.snapshot, msg),
                 None => self.complete = false,
             },
+            // Elements are read by a dump ([`read_elements_on`]).
+            Some(netlink::NFT_MSG_NEWSETELEM) => {}
             _ => self.complete = false,
         }
     }
 
-    /// The table as echoed, its elements sorted; `None` when the echo does not account for
-    /// the whole table.
+    /// The table as echoed, without set elements (read them with [`read_elements_on`]);
+    /// `None` when the echo does not account for the whole table.
     pub fn finish(self) -> Option<KernelTable> {
-        let mut t = self.table.filter(|_| self.complete)?;
-        for (_, elems) in t.snapshot.sets.values_mut() {
-            elems.sort_unstable();
-        }
-        for v in t.set_elements.values_mut() {
-            v.sort_unstable();
-        }
-        Some(t)
+        self.table.filter(|_| self.complete)
     }
 }
 
@@ -414,14 +413,6 @@ fn table_comment(udata: &[u8]) -> Option<String> {
         off += 2 + len;
     }
     None
-}
-
-fn parse_ip(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
-        _ => None,
-    }
 }
 
 /// Hands the kernel's message for table `inet NAME` (none when it does not exist) to
@@ -516,7 +507,6 @@ fn read_once(
         return Ok((None, Vec::new(), true));
     }
     let mut snap = Snapshot::default();
-    let mut set_elements: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     let requests: [(u16, &'static str); 3] = [
         (netlink::NFT_MSG_GETCHAIN, "the chains"),
         (netlink::NFT_MSG_GETRULE, "the rules"),
@@ -531,42 +521,50 @@ fn read_once(
         })?;
         all_consistent &= consistent;
     }
-    let set_names: Vec<String> = snap.sets.keys().cloned().collect();
-    for set in set_names {
-        let cset = netlink::cstr(&set);
-        let elements = set_elements.entry(set.clone()).or_default();
+    let mut table = KernelTable {
+        comment,
+        snapshot: snap,
+        set_elements: BTreeMap::new(),
+    };
+    let (elements_seen, consistent) = read_elements_on(conn, name, &mut table)?;
+    seen.extend(elements_seen);
+    all_consistent &= consistent;
+    Ok((Some(table), seen, all_consistent))
+}
+
+/// Reads the elements of every set of `table` (one dump per set) into it, replacing any it
+/// held. Returns the generations the replies were made at (`res_id`), and whether the kernel
+/// vouched for every dump.
+pub fn read_elements_on(
+    conn: &mut Connection,
+    name: &str,
+    table: &mut KernelTable,
+) -> Result<(Vec<u16>, bool), TransportError> {
+    let cname = netlink::cstr(name);
+    let mut seen = Vec::new();
+    let mut all_consistent = true;
+    table.set_elements.clear();
+    for (set, (_, keys)) in table.snapshot.sets.iter_mut() {
+        keys.clear();
         let consistent = conn.dump_with(
             netlink::NFT_MSG_GETSETELEM,
             NFPROTO_INET,
-            &[(1, &cname), (2, &cset)],
+            &[(1, &cname), (2, &netlink::cstr(set))],
             "the set elements",
             &mut |msg| {
                 seen.extend(msg.nft_res_id());
-                absorb(&mut snap, msg);
-                let ips = element_keys(&msg.nft_attrs())
-                    .into_iter()
-                    .filter_map(parse_ip);
-                elements.extend(ips);
+                for_each_key(&msg.nft_attrs(), &mut |k| keys.push(Key::new(k)));
             },
         )?;
         all_consistent &= consistent;
-        if let Some(entry) = snap.sets.get_mut(&set) {
-            entry.1.sort_unstable();
+        keys.sort_unstable();
+        // Keys of one length sort as their addresses do.
+        let ips: Vec<IpAddr> = keys.iter().filter_map(Key::ip).collect();
+        if !ips.is_empty() {
+            table.set_elements.insert(set.clone(), ips);
         }
     }
-    set_elements.retain(|_, v| !v.is_empty());
-    for v in set_elements.values_mut() {
-        v.sort_unstable();
-    }
-    Ok((
-        Some(KernelTable {
-            comment,
-            snapshot: snap,
-            set_elements,
-        }),
-        seen,
-        all_consistent,
-    ))
+    Ok((seen, all_consistent))
 }
 
 /// The text stored as a table's comment: the record, then the rules' fingerprint.
