@@ -139,6 +139,11 @@ pub fn parse_gateway(s: &str) -> Result<IpAddr, PolicyError> {
         s.parse::<Ipv4Addr>().map(IpAddr::V4)
     }
     .map_err(|_| PolicyError::BadGateway(s.to_string()))?;
+    usable_gateway(addr)
+}
+
+/// Refuses addresses that cannot be a VPN server: unspecified, multicast, broadcast.
+fn usable_gateway(addr: IpAddr) -> Result<IpAddr, PolicyError> {
     let unusable = match addr {
         IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
         IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
@@ -212,8 +217,8 @@ impl Policy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PolicyBuilder {
-    gateways: BTreeSet<IpAddr>,
-    count: usize,
+    /// In the order given, duplicates included; sorted and merged by `build`.
+    gateways: Vec<IpAddr>,
     resolver: Ipv4Addr,
     lan: LanMode,
     debug: bool,
@@ -224,8 +229,7 @@ pub struct PolicyBuilder {
 impl Default for PolicyBuilder {
     fn default() -> Self {
         PolicyBuilder {
-            gateways: BTreeSet::new(),
-            count: 0,
+            gateways: Vec::new(),
             resolver: RESOLVER_UDP,
             lan: LanMode::default(),
             debug: false,
@@ -238,15 +242,12 @@ impl Default for PolicyBuilder {
 impl PolicyBuilder {
     /// Adds a gateway (duplicates are merged).
     pub fn gateway(mut self, gw: IpAddr) -> Self {
-        self.count += 1;
-        self.gateways.insert(gw);
+        self.gateways.push(gw);
         self
     }
     /// Adds several gateways.
     pub fn gateways<I: IntoIterator<Item = IpAddr>>(mut self, gws: I) -> Self {
-        for gw in gws {
-            self = self.gateway(gw);
-        }
+        self.gateways.extend(gws);
         self
     }
     /// Sets the resolver DNS is rewritten to.
@@ -275,18 +276,22 @@ impl PolicyBuilder {
         self
     }
     /// Checks the policy: at least one gateway, at most [`MAX_GATEWAYS`], no unusable address.
-    pub fn build(self) -> Result<Policy, PolicyError> {
+    pub fn build(mut self) -> Result<Policy, PolicyError> {
         if self.gateways.is_empty() {
             return Err(PolicyError::NoGateway);
         }
-        if self.count > MAX_GATEWAYS {
-            return Err(PolicyError::TooManyGateways(self.count));
+        if self.gateways.len() > MAX_GATEWAYS {
+            return Err(PolicyError::TooManyGateways(self.gateways.len()));
         }
+        // Sorted first: the first unusable address reported is the lowest, as before.
+        self.gateways.sort_unstable();
+        self.gateways.dedup();
         for gw in &self.gateways {
-            parse_gateway(&gw.to_string())?;
+            usable_gateway(*gw)?;
         }
         Ok(Policy {
-            gateways: self.gateways,
+            // From sorted addresses the set is built in one pass.
+            gateways: self.gateways.into_iter().collect(),
             resolver: self.resolver,
             lan: self.lan,
             debug: self.debug,
