@@ -18,7 +18,8 @@
 //! render ID PATH          write the nft text the library renders for ID (to compare with --dry-run)
 //! start ID                time firewall::start (discovery, plan, one transaction, read back)
 //! stop | status           time firewall::stop / firewall::status
-//! phases ID              time start's parts apart: discover= plan= encode= commit= readback=
+//! phases ID               time start's parts apart: discover= plan= encode= check= commit= verify=
+//! commitfloor ID          time committing ID's create batch alone (the library start's floor)
 //! floor ID                time a batch of add+delete empty-table pairs as large as ID's batch
 //! floor0                  time the smallest batch: add and delete one empty table
 //! flooradd                time a batch that only adds an empty table (nothing deleted)
@@ -41,9 +42,11 @@ use bitmask_root::discovery::{self, Network};
 use bitmask_root::engine::{self, REQUIRE_NETNS_ENV};
 use bitmask_root::firewall;
 use bitmask_root::nft::encode::{self, TableOp};
+use bitmask_root::nft::readback::Echo;
 use bitmask_root::nft::ruleset::{Chain, ChainKind, Hook, Ruleset};
 use bitmask_root::policy::{self, Policy};
 use bitmask_root::readback;
+use bitmask_root::transport::Connection;
 use bitmask_root::transport::{self, Encoded};
 
 /// The table the floor batches add and delete.
@@ -59,6 +62,7 @@ struct Server {
     net: Network,
     policies: HashMap<String, Policy>,
     floors: HashMap<String, Encoded>,
+    creates: HashMap<String, Encoded>,
 }
 
 fn main() {
@@ -112,6 +116,7 @@ fn serve() -> Result<(), String> {
         net,
         policies: HashMap::new(),
         floors: HashMap::new(),
+        creates: HashMap::new(),
     };
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
@@ -143,6 +148,7 @@ impl Server {
             ["status"] => self.status(),
             ["phases", id] => self.phases(id),
             ["floor", id] => self.floor(id),
+            ["commitfloor", id] => self.commit_floor(id),
             ["floor0"] => timed_commit(&floor_pairs(1)),
             ["flooradd"] => timed_commit(&add_only()),
             ["hookfloor-setup"] => untimed_commit(&hooked_table(false)?),
@@ -171,6 +177,8 @@ impl Server {
         let rs = firewall::plan(&policy, &self.net).map_err(|e| e.to_string())?;
         let (comment, _) = engine::comment_of(&rs).map_err(|e| e.to_string())?;
         let ours = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
+        let create = transport::encode_create(&rs, &comment).map_err(|e| e.to_string())?;
+        self.creates.insert(id.to_string(), create);
         let bytes = ours.bytes().len();
         let messages = ours.messages();
         let pair = floor_pairs(1).bytes().len() - floor_pairs(0).bytes().len();
@@ -223,40 +231,71 @@ impl Server {
         Ok(format!("{times} up={up}"))
     }
 
-    /// Times the parts of a start one by one, as `engine::apply` runs them: discovery, the
-    /// pure plan, the encoding (the expected snapshot, its fingerprint and the batch), the
-    /// commit, and the read-back with its comparison.
+    /// Times the parts of a fresh start one by one, as `engine::apply` runs them:
+    /// discovery, the pure plan, the encoding (the batch, the expected snapshot read from it,
+    /// its fingerprint), the check whether the table exists (socket included), the commit
+    /// with the kernel's echo, and the verification (the echo compared with the plan, the
+    /// elements dumped, the generation).
     fn phases(&self, id: &str) -> Result<String, String> {
         let policy = self.policy(id)?;
         check_namespace()?;
+        let e = |e: &dyn std::fmt::Display| e.to_string();
         let t = Instant::now();
-        let net = self
-            .rt
-            .block_on(discovery::discover())
-            .map_err(|e| e.to_string())?;
+        let net = discovery::discover_now().map_err(|x| e(&x))?;
         let discover = t.elapsed().as_nanos();
         let t = Instant::now();
-        let rs = firewall::plan(policy, &net).map_err(|e| e.to_string())?;
+        let rs = firewall::plan(policy, &net).map_err(|x| e(&x))?;
         let plan = t.elapsed().as_nanos();
         let t = Instant::now();
-        let expected = readback::snapshot_of(&rs).map_err(|e| e.to_string())?;
+        let mut enc = encode::ruleset(&rs, encode::Mode::Create, "").map_err(|x| e(&x))?;
+        let expected = readback::expected_snapshot(&rs, enc.body());
         let fp = expected.fingerprint();
         let comment = readback::comment_for(&rs.record, fp);
-        let enc = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
+        enc.set_head(encode::Mode::Create, &comment)
+            .map_err(|x| e(&x))?;
         let encode = t.elapsed().as_nanos();
         let t = Instant::now();
-        transport::commit(&enc).map_err(|e| e.to_string())?;
+        let mut conn = Connection::open().map_err(|x| e(&x))?;
+        if readback::table_exists_on(&mut conn, &rs.table).map_err(|x| e(&x))? {
+            return Err("the table exists; phases need a clean namespace".into());
+        }
+        let check = t.elapsed().as_nanos();
+        let t = Instant::now();
+        let mut echo = Echo::new(&rs.table);
+        let committed = conn
+            .commit_echo(&enc, &mut |m| echo.absorb(m))
+            .map_err(|x| e(&x))?;
         let commit = t.elapsed().as_nanos();
         let t = Instant::now();
-        let back = readback::read_table(&rs.table).map_err(|e| e.to_string())?;
-        let same = back.is_some_and(|k| k.snapshot.fingerprint() == fp);
-        let readback = t.elapsed().as_nanos();
+        let mut table = echo
+            .finish()
+            .filter(|_| committed.echo_complete)
+            .ok_or("the kernel's echo is incomplete")?;
+        let (seen, consistent) =
+            readback::read_elements_on(&mut conn, &rs.table, &mut table).map_err(|x| e(&x))?;
+        let now = conn.generation().map_err(|x| e(&x))?;
+        let same = committed.generation == Some(now)
+            && consistent
+            && seen.iter().all(|r| *r == now.res_id())
+            && table.comment.as_deref() == Some(comment.as_str())
+            && table.snapshot.fingerprint() == fp;
+        let verify = t.elapsed().as_nanos();
         if !same {
-            return Err("the table read back differs".into());
+            return Err("the table verified differs".into());
         }
         Ok(format!(
-            "discover={discover} plan={plan} encode={encode} commit={commit} readback={readback}"
+            "discover={discover} plan={plan} encode={encode} check={check} commit={commit} verify={verify}"
         ))
+    }
+
+    /// Times committing the create batch of policy `id` alone, on a socket of its own: what
+    /// the kernel must do for this ruleset (the floor of a library start).
+    fn commit_floor(&self, id: &str) -> Result<String, String> {
+        let enc = self
+            .creates
+            .get(id)
+            .ok_or_else(|| format!("no batch for {id}"))?;
+        timed_commit(enc)
     }
 
     /// Times the size-matched floor batch of policy `id`.

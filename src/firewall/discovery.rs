@@ -85,36 +85,26 @@ pub async fn discover() -> Result<Network, DiscoveryError> {
 pub fn discover_now() -> Result<Network, DiscoveryError> {
     let mut rt = Rtnl::open()?;
     let mut interfaces = Vec::new();
-    // IFLA_EXT_MASK: RTEXT_FILTER_SKIP_STATS, the names are all we read.
-    const IFLA_EXT_MASK: u16 = 29;
-    const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
-    let mask = RTEXT_FILTER_SKIP_STATS.to_ne_bytes();
-    rt.dump(
-        RTM_GETLINK,
-        &[0; 16],
-        &[(IFLA_EXT_MASK, &mask)],
-        "interfaces",
-        &mut |msg| {
-            if msg.ty != RTM_NEWLINK || msg.payload.len() < 16 {
-                return;
-            }
-            let index = i32::from_ne_bytes([
-                msg.payload[4],
-                msg.payload[5],
-                msg.payload[6],
-                msg.payload[7],
-            ]);
-            const IFLA_IFNAME: u16 = 3;
-            let attrs = netlink::attrs(&msg.payload[16..]);
-            if let Some(name) = netlink::find(&attrs, IFLA_IFNAME).and_then(|a| a.str()) {
-                interfaces.push(Interface {
-                    name: name.to_string(),
-                    index: index as u32,
-                    prefixes: Vec::new(),
-                });
-            }
-        },
-    )?;
+    rt.dump(RTM_GETLINK, &[0; 16], &[], "interfaces", &mut |msg| {
+        if msg.ty != RTM_NEWLINK || msg.payload.len() < 16 {
+            return;
+        }
+        let index = i32::from_ne_bytes([
+            msg.payload[4],
+            msg.payload[5],
+            msg.payload[6],
+            msg.payload[7],
+        ]);
+        const IFLA_IFNAME: u16 = 3;
+        let attrs = netlink::attrs(&msg.payload[16..]);
+        if let Some(name) = netlink::find(&attrs, IFLA_IFNAME).and_then(|a| a.str()) {
+            interfaces.push(Interface {
+                name: name.to_string(),
+                index: index as u32,
+                prefixes: Vec::new(),
+            });
+        }
+    })?;
     rt.dump(RTM_GETADDR, &[0; 8], &[], "addresses", &mut |msg| {
         if msg.ty != RTM_NEWADDR || msg.payload.len() < 8 {
             return;

@@ -80,8 +80,21 @@ pub struct Applied {
     pub fingerprint: Fingerprint,
     /// The table comment written.
     pub comment: String,
-    /// The nftables generation the table was read back and verified at.
+    /// The nftables generation the table was verified at.
     pub generation: Generation,
+    /// How the table was verified.
+    pub verified_by: Verification,
+}
+
+/// How an apply verified that the kernel holds the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// By the kernel's echo of the table, sets, chains and rules it committed, a dump of each
+    /// set's elements, and the generation after them, which was still the commit's own.
+    Echo,
+    /// By reading the whole table back at one generation: someone committed after us, or the
+    /// echo did not account for the whole table.
+    ReadBack,
 }
 
 /// The comment a ruleset is applied with: its record and its fingerprint.
@@ -111,7 +124,8 @@ pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
 /// every object it commits; when the echo is the plan and the generation right after is the
 /// one our commit produced, the kernel holds exactly what was planned, and the table is not
 /// read again. Otherwise (someone committed after us, or the echo is not the plan) the table
-/// is read back whole at one generation and judged as [`verdict`] says.
+/// is read back whole at one generation and judged: a difference after someone else's commit
+/// is theirs ([`Error::ChangedAfterUs`]), without one it is [`Error::NotVerified`].
 pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> {
     guard_namespace()?;
     lock.ensure_current()?;
@@ -176,6 +190,7 @@ pub fn apply_on(conn: &mut Connection, rs: &Ruleset) -> Result<Applied, Error> {
                 fingerprint,
                 comment,
                 generation: g,
+                verified_by: Verification::Echo,
             });
         }
     }
@@ -195,6 +210,7 @@ pub fn apply_on(conn: &mut Connection, rs: &Ruleset) -> Result<Applied, Error> {
         fingerprint,
         comment,
         generation: back.generation,
+        verified_by: Verification::ReadBack,
     })
 }
 

@@ -4,7 +4,8 @@
 //! - [`ruleset`]: the intermediate form (table, sets, base chains, rules);
 //! - [`render`]: a ruleset in nft syntax, exactly as `nft list table` prints it;
 //! - [`encode`]: a ruleset as the bytes of one batch;
-//! - [`transport`]: a ruleset as one nftnl batch, sent with mnl, errors read back;
+//! - [`transport`]: one netfilter socket per command: the batch committed, errors read back,
+//!   dumps, the generation;
 //! - [`readback`]: a table dumped from the kernel, canonicalised and fingerprinted;
 //! - [`engine`]: apply in one transaction and verify, remove;
 //! - [`lock`]: one command at a time per network namespace;

@@ -209,7 +209,7 @@ impl Snapshot {
 /// and attribute type (`NFTA_*` numbers of that expression).
 fn kernel_added(expr: &str, path: &[u16], data: &[u8]) -> bool {
     match (expr, path) {
-        // ICMP_CODE: nftnl sends 0 with a TCP reset, the kernel dumps none (we never reject
+        // ICMP_CODE: we (as nftnl) send 0 with a TCP reset, the kernel dumps none (we never reject
         // with ICMPX code 0).
         ("reject", [2]) => data.iter().all(|b| *b == 0),
         ("lookup", [4]) | ("lookup", [5]) => true, // SET_ID (ours only), FLAGS (kernel's)
@@ -576,4 +576,67 @@ pub fn comment_for(record: &str, fp: Fingerprint) -> String {
 pub fn split_comment(comment: &str) -> Option<(&str, Fingerprint)> {
     let (record, fp) = comment.rsplit_once("; rules ")?;
     Some((record, fp.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::encode::{self, Mode};
+
+    /// The batch's own messages stand in for the kernel's echo: they carry the same
+    /// attributes the kernel's notifications do.
+    fn echo_of(rs: &Ruleset, comment: &str) -> Echo {
+        let enc = encode::ruleset(rs, Mode::Replace, comment).expect("encode");
+        let bytes = enc.bytes();
+        let mut echo = Echo::new(&rs.table);
+        for m in netlink::messages(&bytes) {
+            if m.nft_type().is_some() && m.nft_type() != Some(2) {
+                echo.absorb(&m);
+            }
+        }
+        echo
+    }
+
+    #[test]
+    fn an_echo_accounts_for_the_table_sets_chains_and_rules() {
+        let rs = crate::email::plan(1000);
+        let table = echo_of(&rs, "the comment").finish().expect("complete");
+        assert_eq!(table.comment.as_deref(), Some("the comment"));
+        assert_eq!(table.snapshot, snapshot_of(&rs).expect("snapshot"));
+        assert!(table.set_elements.is_empty());
+    }
+
+    #[test]
+    fn an_echo_without_the_table_or_with_a_deletion_is_not_used() {
+        let rs = crate::email::plan(1000);
+        // Objects without their table first: not an account of a new table.
+        let enc = encode::ruleset(&rs, Mode::Create, "c").expect("encode");
+        let mut echo = Echo::new(&rs.table);
+        for m in netlink::messages(enc.body()) {
+            echo.absorb(&m);
+        }
+        assert!(echo.finish().is_none());
+        // A deletion echoed for our table.
+        let mut echo = echo_of(&rs, "c");
+        let del = netlink::nft_request(8, 0, 9, 1, &[(1, &netlink::cstr(&rs.table))]);
+        echo.absorb(&netlink::messages(&del)[0]);
+        assert!(echo.finish().is_none());
+        // Another table's objects are ignored.
+        let mut echo = echo_of(&rs, "c");
+        let other = netlink::nft_request(8, 0, 9, 1, &[(1, &netlink::cstr("other"))]);
+        echo.absorb(&netlink::messages(&other)[0]);
+        assert!(echo.finish().is_some());
+    }
+
+    #[test]
+    fn keys_order_and_print_as_their_bytes() {
+        let a = Key::new(&[10, 0, 0, 2]);
+        let b = Key::new(&[9, 255, 255, 255]);
+        assert!(b < a);
+        assert_eq!(a.to_string(), "0a000002");
+        assert_eq!(a.ip(), Some("10.0.0.2".parse().unwrap()));
+        let long = Key::new(&[1; 20]);
+        assert_eq!(long.ip(), None);
+        assert_ne!(long, Key::new(&[1; 16]));
+    }
 }
