@@ -254,7 +254,7 @@ impl Rtnl {
         crate::sys::set_receive_timeout(&socket, 30).map_err(DiscoveryError::Socket)?;
         Ok(Rtnl {
             socket,
-            buf: vec![0; 64 << 10],
+            buf: Vec::with_capacity(64 << 10),
             seq: 0,
         })
     }
@@ -277,12 +277,12 @@ impl Rtnl {
         self.socket.send(&[&req]).map_err(fail)?;
         loop {
             let n = self.socket.recv(&mut self.buf).map_err(fail)?;
-            let data = self.buf.get(..n).ok_or_else(|| {
-                fail(std::io::Error::other(format!(
+            if n > self.buf.len() {
+                return Err(fail(std::io::Error::other(format!(
                     "an answer of {n} bytes did not fit the buffer"
-                )))
-            })?;
-            for msg in netlink::messages(data) {
+                ))));
+            }
+            for msg in netlink::messages(&self.buf) {
                 if msg.seq != self.seq {
                     continue;
                 }

@@ -51,7 +51,12 @@ pub async fn start(policy: &Policy) -> Result<Applied, Error> {
     engine::guard_namespace()?;
     let lock = NamespaceLock::acquire()?;
     let net = discovery::discover().await?;
-    Ok(engine::apply_held(&plan(policy, &net)?, &lock)?)
+    // Still on the thread (and in the namespace) the lock was taken for, which the guard
+    // checked.
+    lock.ensure_current()
+        .map_err(crate::nft::engine::Error::from)?;
+    let mut conn = crate::nft::transport::Connection::open()?;
+    Ok(engine::apply_on(&mut conn, &plan(policy, &net)?)?)
 }
 
 /// Starts the firewall for an already discovered network (holding the command lock).

@@ -113,8 +113,9 @@ pub fn render(rs: &Ruleset) -> Result<String, Error> {
 /// namespace's command lock throughout.
 pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
     guard_namespace()?;
-    let lock = NamespaceLock::acquire()?;
-    apply_held(rs, &lock)
+    // Taken here, on this thread: it is this namespace's lock.
+    let _lock = NamespaceLock::acquire()?;
+    apply_on(&mut Connection::open()?, rs)
 }
 
 /// [`apply`] for a caller that holds the namespace's command lock.
@@ -133,7 +134,9 @@ pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> 
     apply_on(&mut conn, rs)
 }
 
-/// [`apply_held`] on an open connection (the caller holds the command lock).
+/// [`apply_held`] on an open connection: for a caller that holds the command lock of the
+/// calling thread's namespace, taken on this thread, and has checked
+/// [`guard_namespace`].
 pub fn apply_on(conn: &mut Connection, rs: &Ruleset) -> Result<Applied, Error> {
     // One encoding: the expected snapshot is read from the very messages that are sent, and
     // only the table's head is rewritten once its comment (which holds the fingerprint) is
@@ -259,8 +262,9 @@ fn verdict(
 /// namespace's command lock throughout.
 pub fn remove(name: &str) -> Result<bool, Error> {
     guard_namespace()?;
-    let lock = NamespaceLock::acquire()?;
-    remove_held(name, &lock)
+    // Taken here, on this thread: it is this namespace's lock.
+    let _lock = NamespaceLock::acquire()?;
+    remove_on(&mut Connection::open()?, name)
 }
 
 /// [`remove`] for a caller that holds the namespace's command lock.
@@ -270,7 +274,9 @@ pub fn remove_held(name: &str, lock: &NamespaceLock) -> Result<bool, Error> {
     remove_on(&mut Connection::open()?, name)
 }
 
-/// [`remove_held`] on an open connection (the caller holds the command lock).
+/// [`remove_held`] on an open connection: for a caller that holds the command lock of the
+/// calling thread's namespace, taken on this thread, and has checked
+/// [`guard_namespace`].
 pub fn remove_on(conn: &mut Connection, name: &str) -> Result<bool, Error> {
     let existed = readback::table_exists_on(conn, name)?;
     conn.commit(&transport::encode_remove(name)?)?;

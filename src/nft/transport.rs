@@ -191,7 +191,7 @@ impl Connection {
         sys::set_receive_timeout(&socket, RECV_TIMEOUT_SECS).map_err(TransportError::Open)?;
         Ok(Connection {
             socket,
-            buf: vec![0; RECV_BUFFER],
+            buf: Vec::with_capacity(RECV_BUFFER),
             seq: REQUEST_SEQ,
             sndbuf: DEFAULT_BUFFER,
             rcvbuf: DEFAULT_BUFFER,
@@ -294,8 +294,10 @@ impl Connection {
         let mut consistent = true;
         loop {
             let n = self.socket.recv(&mut self.buf).map_err(fail)?;
-            let data = self.buf.get(..n).ok_or_else(|| fail(too_large(n)))?;
-            for msg in netlink::messages(data) {
+            if n > self.buf.len() {
+                return Err(fail(too_large(n)));
+            }
+            for msg in netlink::messages(&self.buf) {
                 if msg.seq != seq {
                     continue;
                 }
@@ -380,12 +382,11 @@ impl Connection {
                 Err(_) if refused.is_some() || lost.is_some() => break,
                 Err(e) => return Err(TransportError::Recv(e)),
             };
-            let data = self
-                .buf
-                .get(..n)
-                .ok_or_else(|| TransportError::Recv(too_large(n)))?;
+            if n > self.buf.len() {
+                return Err(TransportError::Recv(too_large(n)));
+            }
             let mut done = false;
-            for msg in netlink::messages(data) {
+            for msg in netlink::messages(&self.buf) {
                 if let Some(g) = generation_of(&msg) {
                     committed = Some(g);
                     continue;

@@ -62,14 +62,15 @@ impl NetlinkSocket {
         Ok(n as usize)
     }
 
-    /// Receives one datagram into `buf`. Returns its length, which is larger than `buf`
-    /// when it did not fit (the rest is lost).
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Receives one datagram into `buf`, replacing what it held; the datagram is written into
+    /// the buffer's capacity, which is never zeroed first. Returns the datagram's length,
+    /// larger than `buf.len()` when it did not fit the capacity (the rest is lost).
+    pub fn recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         self.recv_flags(buf, 0)
     }
 
     /// Like [`NetlinkSocket::recv`] but without waiting: `None` when nothing is queued.
-    pub fn recv_nowait(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv_nowait(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         match self.recv_flags(buf, libc::MSG_DONTWAIT) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -77,19 +78,26 @@ impl NetlinkSocket {
         }
     }
 
-    fn recv_flags(&self, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    fn recv_flags(&self, buf: &mut Vec<u8>, flags: i32) -> io::Result<usize> {
+        buf.clear();
+        let capacity = buf.capacity();
         loop {
-            // SAFETY: the pointer and length describe `buf`, borrowed mutably for the call.
+            // SAFETY: the pointer and length describe `buf`'s allocation (its capacity),
+            // borrowed mutably for the call; the kernel writes at most `capacity` bytes there.
             let n = unsafe {
                 libc::recv(
                     self.fd.as_raw_fd(),
                     buf.as_mut_ptr() as *mut c_void,
-                    buf.len(),
+                    capacity,
                     libc::MSG_TRUNC | flags,
                 )
             };
             if n >= 0 {
-                return Ok(n as usize);
+                let n = n as usize;
+                // SAFETY: the kernel initialised the first min(n, capacity) bytes (with
+                // MSG_TRUNC, `n` is the datagram's full length, possibly more than it wrote).
+                unsafe { buf.set_len(n.min(capacity)) };
+                return Ok(n);
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {

@@ -1502,6 +1502,29 @@ floor the issue asks for; it has many more messages than ours, each creating and
 table, so it overstates the kernel's cost per byte for our few large set-element messages); and \
 replacing an empty table that holds our three base chains (unhooking and rehooking them, the \
 replacement's floor).\n\
+- Floors of issue 14: the process start's is a Rust program whose `main` returns at once \
+(`target/bench-floor`, the workspace's release profile), started like every other process; the \
+library start's is the commit of the very batch a fresh start sends (`transport::commit` on a \
+socket of its own: no discovery, no existence check, no verification), timed in the helper.\n\
+- What a process start costs beyond the floor was also measured by hand while choosing the \
+build (CPU time of `version` and of the floor, interleaved): the previous binary mapped and \
+relocated two more libraries (libnftnl, libmnl) and was three times the size, about 0.4 ms of \
+CPU over the floor; the present one is within noise of it. A static glibc build would start \
+faster than both (no dynamic loader), but glibc's user and group lookups, which the OpenVPN \
+launcher needs, depend on its shared NSS modules, so the binary stays dynamic. Thin or fat \
+LTO, `panic = \"abort\"` and `opt-level = \"s\"` changed the size, not the start time.\n\
+- The \"before\" binary is bitmask-root at the commit given by `--before` (default: main at \
+0aa8567, before issue 14), unpacked with `git archive` and built once with its own lock file in \
+`target/bench-before/`; it runs in the same rounds as every other competitor.\n\
+- System calls and netlink traffic are counted with `strace -f -C -e write=all -e read=all`: \
+the system calls from strace's summary, netlink sockets from `socket(AF_NETLINK, ...)`, and \
+messages by walking `nlmsg_len` through the bytes of every datagram sent and received; one \
+traced run per command, each from the state it is timed from.\n\
+- A fresh start's verification: the kernel echoes the table, sets, chains and rules it \
+commits (`NLM_F_ECHO`), each set's elements are dumped once, and the generation after them \
+must still be the commit's own; only then is the table taken as verified without a full \
+read-back (`Applied::verified_by`). Set elements are not echoed: the kernel would build one \
+notification per element.\n\
 - Gateways: IPv4 from the benchmarking range 198.18.0.0/15 plus 203.0.113.10, IPv6 from \
 2001:db8:1::/48; LAN 192.168.77.0/24 and 2001:db8:77::/64. No packet leaves the two namespaces.\n",
         runs = opts.runs,
