@@ -18,15 +18,15 @@
 //!   the kernel would build one notification per element (four times the commit's own cost
 //!   at 10,000 elements), where a dump packs thousands into one message.
 //!
-//! Set elements are written in as few messages as the 16-bit attribute length allows (about
-//! 4,000 IPv4 elements each), directly from the addresses: encoding is linear in the number
-//! of elements and allocates nothing per element.
+//! Set elements are written in as few messages as the 16-bit attribute length allows (3,276
+//! IPv4 or 2,340 IPv6 elements each), directly from the addresses: encoding is linear in the
+//! number of elements and allocates nothing per element.
 
 use std::ffi::{CString, NulError};
 use std::net::IpAddr;
 
 use crate::nft::netlink;
-use crate::nft::ruleset::{Action, ChainKind, Family, Hook, IfPattern, Match, Ruleset, L4};
+use crate::nft::ruleset::{Action, ChainKind, Family, Hook, IfPattern, Match, Ruleset};
 
 /// `NLM_F_REQUEST`.
 pub const NLM_F_REQUEST: u16 = 0x1;
@@ -56,8 +56,7 @@ const NFT_REG_2: u32 = 2;
 const NF_ACCEPT: u32 = 1;
 const NFT_RETURN: u32 = -5i32 as u32;
 
-/// The sequence number of a batch's first message; the objects follow, so a message's index
-/// in the batch is its sequence number minus this.
+/// The sequence number of a batch's first message (its begin); the others follow in order.
 pub const FIRST_SEQ: u32 = 1;
 
 /// The largest set-element message body: the elements attribute's length is 16 bits.
@@ -890,7 +889,6 @@ fn rule(
                 need_l4(&mut e, &mut l4, proto.number());
                 e.payload(NFT_PAYLOAD_TRANSPORT_HEADER, offset, 2);
                 e.cmp_eq(&port.to_be_bytes());
-                let _: L4 = *proto;
             }
             Match::HopLimit(h) => {
                 need_nfproto(&mut e, &mut nfproto, Family::V6);

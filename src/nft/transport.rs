@@ -339,8 +339,9 @@ impl Connection {
         on_echo: &mut dyn FnMut(&Message<'_>),
     ) -> Result<Committed, TransportError> {
         let len = enc.len();
-        // The echo is about as large as the batch, in page-sized notifications.
-        self.ensure_buffers(len + (64 << 10), len * 8 + (256 << 10))
+        // The echo (the table, sets, chains and rules, not the elements) is smaller than the
+        // batch, in page-sized notifications; the default buffers hold it for small batches.
+        self.ensure_buffers(len + (64 << 10), len * 2 + (64 << 10))
             .map_err(TransportError::Open)?;
         let sent = self
             .socket
