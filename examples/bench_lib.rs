@@ -18,7 +18,8 @@
 //! render ID PATH          write the nft text the library renders for ID (to compare with --dry-run)
 //! start ID                time firewall::start (discovery, plan, one transaction, read back)
 //! stop | status           time firewall::stop / firewall::status
-//! phases ID              time start's parts apart: discover= plan= encode= commit= readback=
+//! phases ID               time start's parts apart: discover= plan= encode= check= commit= verify=
+//! commitfloor ID          time committing ID's create batch alone (the library start's floor)
 //! floor ID                time a batch of add+delete empty-table pairs as large as ID's batch
 //! floor0                  time the smallest batch: add and delete one empty table
 //! flooradd                time a batch that only adds an empty table (nothing deleted)
@@ -32,7 +33,6 @@
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
@@ -41,13 +41,20 @@ use std::time::{Duration, Instant};
 use bitmask_root::discovery::{self, Network};
 use bitmask_root::engine::{self, REQUIRE_NETNS_ENV};
 use bitmask_root::firewall;
+use bitmask_root::nft::encode::{self, TableOp};
+use bitmask_root::nft::readback::Echo;
+use bitmask_root::nft::ruleset::{Chain, ChainKind, Hook, Ruleset};
 use bitmask_root::policy::{self, Policy};
 use bitmask_root::readback;
+use bitmask_root::transport::Session;
 use bitmask_root::transport::{self, Encoded};
-use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
 /// The table the floor batches add and delete.
-const FLOOR_TABLE: &std::ffi::CStr = c"bmr_floor";
+const FLOOR_TABLE: &str = "bmr_floor";
+/// nftables families.
+const NFPROTO_INET: u8 = 1;
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
 
 /// The state of the server: policies loaded, their floor batches, the network and runtime.
 struct Server {
@@ -55,6 +62,7 @@ struct Server {
     net: Network,
     policies: HashMap<String, Policy>,
     floors: HashMap<String, Encoded>,
+    creates: HashMap<String, Encoded>,
 }
 
 fn main() {
@@ -108,6 +116,7 @@ fn serve() -> Result<(), String> {
         net,
         policies: HashMap::new(),
         floors: HashMap::new(),
+        creates: HashMap::new(),
     };
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
@@ -139,10 +148,11 @@ impl Server {
             ["status"] => self.status(),
             ["phases", id] => self.phases(id),
             ["floor", id] => self.floor(id),
+            ["commitfloor", id] => self.commit_floor(id),
             ["floor0"] => timed_commit(&floor_pairs(1)),
             ["flooradd"] => timed_commit(&add_only()),
-            ["hookfloor-setup"] => untimed_commit(&hooked_table(false)),
-            ["hookfloor"] => timed_commit(&hooked_table(true)),
+            ["hookfloor-setup"] => untimed_commit(&hooked_table(false)?),
+            ["hookfloor"] => timed_commit(&hooked_table(true)?),
             ["reset"] => untimed_commit(&reset_batch()?),
             ["flood", addr, port, count, max_ms] => flood(addr, port, count, max_ms),
             ["rss"] => Ok(format!("maxrss_kb={}", peak_rss_kb()?)),
@@ -167,8 +177,10 @@ impl Server {
         let rs = firewall::plan(&policy, &self.net).map_err(|e| e.to_string())?;
         let (comment, _) = engine::comment_of(&rs).map_err(|e| e.to_string())?;
         let ours = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
+        let create = transport::encode_create(&rs, &comment).map_err(|e| e.to_string())?;
+        self.creates.insert(id.to_string(), create);
         let bytes = ours.bytes().len();
-        let messages = ours.batch.sequence_numbers().len();
+        let messages = ours.messages();
         let pair = floor_pairs(1).bytes().len() - floor_pairs(0).bytes().len();
         let base = floor_pairs(0).bytes().len();
         let pairs = bytes.saturating_sub(base).div_ceil(pair.max(1)).max(1);
@@ -219,40 +231,71 @@ impl Server {
         Ok(format!("{times} up={up}"))
     }
 
-    /// Times the parts of a start one by one, as `engine::apply` runs them: discovery, the
-    /// pure plan, the encoding (the expected snapshot, its fingerprint and the batch), the
-    /// commit, and the read-back with its comparison.
+    /// Times the parts of a fresh start one by one, as `engine::apply` runs them:
+    /// discovery, the pure plan, the encoding (the batch, the expected snapshot read from it,
+    /// its fingerprint), the check whether the table exists (socket included), the commit
+    /// with the kernel's echo, and the verification (the echo compared with the plan, the
+    /// elements dumped, the generation).
     fn phases(&self, id: &str) -> Result<String, String> {
         let policy = self.policy(id)?;
         check_namespace()?;
+        let e = |e: &dyn std::fmt::Display| e.to_string();
         let t = Instant::now();
-        let net = self
-            .rt
-            .block_on(discovery::discover())
-            .map_err(|e| e.to_string())?;
+        let net = discovery::discover_now().map_err(|x| e(&x))?;
         let discover = t.elapsed().as_nanos();
         let t = Instant::now();
-        let rs = firewall::plan(policy, &net).map_err(|e| e.to_string())?;
+        let rs = firewall::plan(policy, &net).map_err(|x| e(&x))?;
         let plan = t.elapsed().as_nanos();
         let t = Instant::now();
-        let expected = readback::snapshot_of(&rs).map_err(|e| e.to_string())?;
+        let mut enc = encode::ruleset(&rs, encode::Mode::Create, "").map_err(|x| e(&x))?;
+        let expected = readback::expected_snapshot(&rs, enc.body());
         let fp = expected.fingerprint();
         let comment = readback::comment_for(&rs.record, fp);
-        let enc = transport::encode_replace(&rs, &comment).map_err(|e| e.to_string())?;
+        enc.set_head(encode::Mode::Create, &comment)
+            .map_err(|x| e(&x))?;
         let encode = t.elapsed().as_nanos();
         let t = Instant::now();
-        transport::commit(&enc).map_err(|e| e.to_string())?;
+        let mut conn = Session::open().map_err(|x| e(&x))?;
+        if readback::table_exists_on(&mut conn, &rs.table).map_err(|x| e(&x))? {
+            return Err("the table exists; phases need a clean namespace".into());
+        }
+        let check = t.elapsed().as_nanos();
+        let t = Instant::now();
+        let mut echo = Echo::new(&rs.table);
+        let committed = conn
+            .commit_echo(&enc, &mut |m| echo.absorb(m))
+            .map_err(|x| e(&x))?;
         let commit = t.elapsed().as_nanos();
         let t = Instant::now();
-        let back = readback::read_table(&rs.table).map_err(|e| e.to_string())?;
-        let same = back.is_some_and(|k| k.snapshot.fingerprint() == fp);
-        let readback = t.elapsed().as_nanos();
+        let mut table = echo
+            .finish()
+            .filter(|_| committed.echo_complete)
+            .ok_or("the kernel's echo is incomplete")?;
+        let (seen, consistent) =
+            readback::read_elements_on(&mut conn, &rs.table, &mut table).map_err(|x| e(&x))?;
+        let now = conn.generation().map_err(|x| e(&x))?;
+        let same = committed.generation == Some(now)
+            && consistent
+            && seen.iter().all(|r| *r == now.res_id())
+            && table.comment.as_deref() == Some(comment.as_str())
+            && table.snapshot.fingerprint() == fp;
+        let verify = t.elapsed().as_nanos();
         if !same {
-            return Err("the table read back differs".into());
+            return Err("the table verified differs".into());
         }
         Ok(format!(
-            "discover={discover} plan={plan} encode={encode} commit={commit} readback={readback}"
+            "discover={discover} plan={plan} encode={encode} check={check} commit={commit} verify={verify}"
         ))
+    }
+
+    /// Times committing the create batch of policy `id` alone, on a socket of its own: what
+    /// the kernel must do for this ruleset (the floor of a library start).
+    fn commit_floor(&self, id: &str) -> Result<String, String> {
+        let enc = self
+            .creates
+            .get(id)
+            .ok_or_else(|| format!("no batch for {id}"))?;
+        timed_commit(enc)
     }
 
     /// Times the size-matched floor batch of policy `id`.
@@ -330,91 +373,68 @@ fn untimed_commit(enc: &Encoded) -> Result<String, String> {
 /// A batch of `pairs` × (add table, delete table) on the empty floor table: a transaction
 /// that changes nothing, as large as asked.
 fn floor_pairs(pairs: usize) -> Encoded {
-    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    let mut labels = Vec::with_capacity(pairs * 2);
-    for _ in 0..pairs {
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        labels.push("floor add".to_string());
-        labels.push("floor delete".to_string());
-    }
-    Encoded {
-        batch: batch.finalize(),
-        labels,
-    }
+    let ops: Vec<(u8, &str, TableOp)> = (0..pairs)
+        .flat_map(|_| {
+            [
+                (NFPROTO_INET, FLOOR_TABLE, TableOp::Add),
+                (NFPROTO_INET, FLOOR_TABLE, TableOp::Delete),
+            ]
+        })
+        .collect();
+    encode::tables(&ops).expect("a name without NUL")
 }
 
 /// A batch that only adds the empty floor table: a transaction that deletes nothing.
 fn add_only() -> Encoded {
-    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    batch.add(&table, MsgType::Add);
-    Encoded {
-        batch: batch.finalize(),
-        labels: vec!["floor add only".to_string()],
-    }
+    encode::tables(&[(NFPROTO_INET, FLOOR_TABLE, TableOp::Add)]).expect("a name without NUL")
 }
 
 /// The floor table with empty base chains on our three hooks (filter output, nat output, nat
 /// postrouting). With `replace`, the batch first deletes the existing one, as our replacement
 /// batch does, so the kernel unhooks and rehooks the chains.
-fn hooked_table(replace: bool) -> Encoded {
-    let table = Table::new(FLOOR_TABLE, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    let mut labels = Vec::new();
-    if replace {
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        labels.push("hookfloor add".to_string());
-        labels.push("hookfloor delete".to_string());
-    }
-    batch.add(&table, MsgType::Add);
-    labels.push("hookfloor table".to_string());
-    let hooks = [
-        (c"output", Hook::Out, ChainType::Filter, 0),
-        (c"nat_output", Hook::Out, ChainType::Nat, -100),
-        (c"nat_postrouting", Hook::PostRouting, ChainType::Nat, 100),
-    ];
-    for (name, hook, kind, prio) in hooks {
-        let mut chain = Chain::new(name, &table);
-        chain.set_hook(hook, prio);
-        chain.set_type(kind);
-        chain.set_policy(nftnl::Policy::Accept);
-        batch.add(&chain, MsgType::Add);
-        labels.push(format!("hookfloor chain {}", name.to_string_lossy()));
-    }
-    Encoded {
-        batch: batch.finalize(),
-        labels,
-    }
+fn hooked_table(replace: bool) -> Result<Encoded, String> {
+    let chain = |name: &str, hook, kind, priority| Chain {
+        name: name.to_string(),
+        hook,
+        kind,
+        priority,
+        rules: Vec::new(),
+    };
+    let rs = Ruleset {
+        table: FLOOR_TABLE.to_string(),
+        record: String::new(),
+        sets: Vec::new(),
+        chains: vec![
+            chain("output", Hook::Output, ChainKind::Filter, 0),
+            chain("nat_output", Hook::Output, ChainKind::Nat, -100),
+            chain("nat_postrouting", Hook::Postrouting, ChainKind::Nat, 100),
+        ],
+        set_ip_forward: false,
+    };
+    let mode = if replace {
+        encode::Mode::Replace
+    } else {
+        encode::Mode::Create
+    };
+    encode::ruleset(&rs, mode, "").map_err(|e| e.to_string())
 }
 
 /// One batch that deletes every table the bench may have created: ours, the floor's, and the
 /// iptables-nft ones (add then delete, so an absent table is no error).
 fn reset_batch() -> Result<Encoded, String> {
     let names = [
-        (ProtoFamily::Inet, "bitmask"),
-        (ProtoFamily::Inet, "bmr_floor"),
-        (ProtoFamily::Ipv4, "filter"),
-        (ProtoFamily::Ipv4, "nat"),
-        (ProtoFamily::Ipv6, "filter"),
-        (ProtoFamily::Ipv6, "nat"),
+        (NFPROTO_INET, "bitmask"),
+        (NFPROTO_INET, FLOOR_TABLE),
+        (NFPROTO_IPV4, "filter"),
+        (NFPROTO_IPV4, "nat"),
+        (NFPROTO_IPV6, "filter"),
+        (NFPROTO_IPV6, "nat"),
     ];
-    let mut batch = Batch::new();
-    let mut labels = Vec::new();
-    for (family, name) in names {
-        let cname = CString::new(name).map_err(|e| e.to_string())?;
-        let table = Table::new(&cname, family);
-        batch.add(&table, MsgType::Add);
-        batch.add(&table, MsgType::Del);
-        labels.push(format!("reset add {name}"));
-        labels.push(format!("reset delete {name}"));
-    }
-    Ok(Encoded {
-        batch: batch.finalize(),
-        labels,
-    })
+    let ops: Vec<(u8, &str, TableOp)> = names
+        .iter()
+        .flat_map(|&(f, n)| [(f, n, TableOp::Add), (f, n, TableOp::Delete)])
+        .collect();
+    encode::tables(&ops).map_err(|e| e.to_string())
 }
 
 /// Sends `count` small UDP datagrams to `addr:port` as fast as one socket can, stopping after

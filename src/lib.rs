@@ -7,7 +7,8 @@
 //!
 //! The crate's parts, lower layers first (a layer never imports one above it):
 //! - [`nft`]: a ruleset to and from the kernel, shared by both firewalls: the intermediate
-//!   form ([`nft::ruleset`]), nft text ([`nft::render`]), one nftnl batch ([`nft::transport`]),
+//!   form ([`nft::ruleset`]), nft text ([`nft::render`]), one batch ([`nft::encode`]) on one
+//!   socket per command ([`nft::transport`]),
 //!   read-back and fingerprint ([`nft::readback`]), apply/verify/remove ([`nft::engine`]),
 //!   one command at a time per network namespace ([`nft::lock`]);
 //! - [`firewall`]: the VPN kill switch: what the caller wants ([`firewall::policy`]), what the

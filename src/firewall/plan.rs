@@ -2,14 +2,14 @@
 //!
 //! The [`Ruleset`] is a small intermediate form: one `inet` table with named sets and base
 //! chains holding [`Rule`]s made of [`Match`]es and an [`Action`]. [`crate::render`] prints it
-//! in nft syntax (what `nft list table` shows), [`crate::transport`] encodes it as one nftnl
-//! batch. Because both read the same value, what you see with `--dry-run` is what is applied.
+//! in nft syntax (what `nft list table` shows), [`crate::nft::encode`] encodes it as one
+//! netlink batch. Because both read the same value, what you see with `--dry-run` is what is applied.
 //!
 //! ## Why one `inet` table
 //! One `inet` table holds the filter and the NAT chains for IPv4 and IPv6 together, so the
 //! whole kill switch is created, replaced and removed as one object in one transaction, and
 //! `reject` uses ICMPX codes that the kernel translates correctly for each family (in `ip` or
-//! `ip6` tables nftnl's codes would mean host-unreachable). NAT chains in `inet` tables need
+//! `ip6` tables the same code numbers would mean host-unreachable). NAT chains in `inet` tables need
 //! Linux 5.2.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

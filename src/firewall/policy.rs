@@ -166,6 +166,11 @@ pub fn parse_gateway(s: &str) -> Result<IpAddr, PolicyError> {
         s.parse::<Ipv4Addr>().map(IpAddr::V4)
     }
     .map_err(|_| PolicyError::BadGateway(s.to_string()))?;
+    usable_gateway(addr)
+}
+
+/// Refuses addresses that cannot be a VPN server: unspecified, multicast, broadcast.
+fn usable_gateway(addr: IpAddr) -> Result<IpAddr, PolicyError> {
     let unusable = match addr {
         IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
         IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
@@ -252,8 +257,8 @@ impl Policy {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PolicyBuilder {
-    gateways: BTreeSet<IpAddr>,
-    count: usize,
+    /// In the order given, duplicates included; sorted and merged by `build`.
+    gateways: Vec<IpAddr>,
     resolver: Ipv4Addr,
     lan: LanMode,
     debug: bool,
@@ -266,8 +271,7 @@ pub struct PolicyBuilder {
 impl Default for PolicyBuilder {
     fn default() -> Self {
         PolicyBuilder {
-            gateways: BTreeSet::new(),
-            count: 0,
+            gateways: Vec::new(),
             resolver: RESOLVER_UDP,
             lan: LanMode::default(),
             debug: false,
@@ -282,15 +286,12 @@ impl Default for PolicyBuilder {
 impl PolicyBuilder {
     /// Adds a gateway (duplicates are merged).
     pub fn gateway(mut self, gw: IpAddr) -> Self {
-        self.count += 1;
-        self.gateways.insert(gw);
+        self.gateways.push(gw);
         self
     }
     /// Adds several gateways.
     pub fn gateways<I: IntoIterator<Item = IpAddr>>(mut self, gws: I) -> Self {
-        for gw in gws {
-            self = self.gateway(gw);
-        }
+        self.gateways.extend(gws);
         self
     }
     /// Sets the resolver DNS is rewritten to.
@@ -343,22 +344,26 @@ impl PolicyBuilder {
     }
     /// Checks the policy: in [`Mode::Connect`] at least one gateway, at most
     /// [`MAX_GATEWAYS`], no unusable address; in [`Mode::Block`] no gateway at all.
-    pub fn build(self) -> Result<Policy, PolicyError> {
+    pub fn build(mut self) -> Result<Policy, PolicyError> {
         match self.mode {
             Mode::Connect if self.gateways.is_empty() => return Err(PolicyError::NoGateway),
-            Mode::Block if self.count > 0 => {
-                return Err(PolicyError::GatewayWhileBlocking(self.count))
+            Mode::Block if !self.gateways.is_empty() => {
+                return Err(PolicyError::GatewayWhileBlocking(self.gateways.len()))
             }
             _ => {}
         }
-        if self.count > MAX_GATEWAYS {
-            return Err(PolicyError::TooManyGateways(self.count));
+        if self.gateways.len() > MAX_GATEWAYS {
+            return Err(PolicyError::TooManyGateways(self.gateways.len()));
         }
+        // Sorted first: the first unusable address reported is the lowest, as before.
+        self.gateways.sort_unstable();
+        self.gateways.dedup();
         for gw in &self.gateways {
-            parse_gateway(&gw.to_string())?;
+            usable_gateway(*gw)?;
         }
         Ok(Policy {
-            gateways: self.gateways,
+            // From sorted addresses the set is built in one pass.
+            gateways: self.gateways.into_iter().collect(),
             resolver: self.resolver,
             lan: self.lan,
             debug: self.debug,

@@ -97,7 +97,7 @@ async fn lookup_with(
         Err(source) => {
             return Err(DiscoveryError::Request {
                 what: "route to the resolver",
-                source,
+                source: std::io::Error::other(source),
             })
         }
     };
@@ -110,7 +110,7 @@ async fn lookup_with(
         .await
         .map_err(|source| DiscoveryError::Request {
             what: "interface of the route to the resolver",
-            source,
+            source: std::io::Error::other(source),
         })?;
     let name = link.and_then(|l| {
         l.attributes.into_iter().find_map(|a| match a {

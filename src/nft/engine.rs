@@ -6,10 +6,11 @@
 //! change a table through a [`Session`] that keeps one netfilter socket (the owner of a table
 //! created with [`TableFlags::OWNER`]); their callers hold the lock for each call.
 
+use crate::nft::encode::{self, Mode};
 use crate::nft::lock::{LockError, NamespaceLock};
-use crate::nft::readback::{self, Fingerprint};
+use crate::nft::readback::{self, Echo, Fingerprint, KernelTable, Snapshot};
 use crate::nft::ruleset::Ruleset;
-use crate::nft::transport::{self, Generation, Session, TableFlags, TransportError};
+use crate::nft::transport::{self, Generation, Session, TableFlags};
 
 /// Why the engine could not apply, verify or remove a table. [`crate::Error`] carries each
 /// of these as its own variant.
@@ -81,8 +82,21 @@ pub struct Applied {
     pub fingerprint: Fingerprint,
     /// The table comment written.
     pub comment: String,
-    /// The nftables generation the table was read back and verified at.
+    /// The nftables generation the table was verified at.
     pub generation: Generation,
+    /// How the table was verified.
+    pub verified_by: Verification,
+}
+
+/// How an apply verified that the kernel holds the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// By the kernel's echo of the table, sets, chains and rules it committed, a dump of each
+    /// set's elements, and the generation after them, which was still the commit's own.
+    Echo,
+    /// By reading the whole table back at one generation: someone committed after us, or the
+    /// echo did not account for the whole table.
+    ReadBack,
 }
 
 /// The comment a ruleset is applied with: its record and its fingerprint.
@@ -101,13 +115,24 @@ pub fn render(rs: &Ruleset) -> Result<String, Error> {
 /// namespace's command lock throughout.
 pub fn apply(rs: &Ruleset) -> Result<Applied, Error> {
     guard_namespace()?;
-    let lock = NamespaceLock::acquire()?;
-    apply_held(rs, &lock)
+    // Taken here, on this thread: it is this namespace's lock.
+    let _lock = NamespaceLock::acquire()?;
+    apply_on(&mut Session::open()?, rs, TableFlags::NONE)
 }
 
 /// [`apply`] for a caller that holds the namespace's command lock.
+///
+/// Everything goes over one netfilter socket: whether the table exists, the commit, the
+/// generation, and a read-back only when it is needed. The batch asks the kernel to echo
+/// every object it commits; when the echo is the plan and the generation right after is the
+/// one our commit produced, the kernel holds exactly what was planned, and the table is not
+/// read again. Otherwise (someone committed after us, or the echo is not the plan) the table
+/// is read back whole at one generation and judged: a difference after someone else's commit
+/// is theirs ([`Error::ChangedAfterUs`]), without one it is [`Error::NotVerified`].
 pub fn apply_held(rs: &Ruleset, lock: &NamespaceLock) -> Result<Applied, Error> {
-    apply_via(rs, TableFlags::NONE, lock, &mut transport::commit)
+    guard_namespace()?;
+    lock.ensure_current()?;
+    apply_on(&mut Session::open()?, rs, TableFlags::NONE)
 }
 
 /// Like [`apply_held`], through `session`, the table created with `flags`. With
@@ -124,7 +149,9 @@ pub fn apply_in(
     flags: TableFlags,
     lock: &NamespaceLock,
 ) -> Result<Applied, Error> {
-    apply_via(rs, flags, lock, &mut |enc| session.commit(enc))
+    guard_namespace()?;
+    lock.ensure_current()?;
+    apply_on(session, rs, flags)
 }
 
 /// Makes `session` the owner of table `rs.table` when it is orphaned (persisted after its
@@ -166,6 +193,7 @@ pub fn adopt_in(
         fingerprint,
         comment,
         generation: back.generation,
+        verified_by: Verification::ReadBack,
     }))
 }
 
@@ -174,63 +202,109 @@ pub fn adopt_in(
 pub fn remove_in(session: &mut Session, name: &str, lock: &NamespaceLock) -> Result<bool, Error> {
     guard_namespace()?;
     lock.ensure_current()?;
-    let existed = readback::table_exists(name)?;
-    session.commit(&transport::encode_remove(name)?)?;
-    Ok(existed)
+    remove_on(session, name)
 }
 
-/// Apply under the held `lock`, with `commit` sending each batch and returning the
-/// generation it produced.
-fn apply_via(
-    rs: &Ruleset,
-    flags: TableFlags,
-    lock: &NamespaceLock,
-    commit: &mut dyn FnMut(&transport::Encoded) -> Result<Option<Generation>, TransportError>,
-) -> Result<Applied, Error> {
-    guard_namespace()?;
-    lock.ensure_current()?;
-    let expected = readback::snapshot_of(rs)?;
+/// [`apply_held`] on an open session, the table created with `flags`: for a caller that holds
+/// the command lock of the calling thread's namespace, taken on this thread, and has checked
+/// [`guard_namespace`].
+pub fn apply_on(conn: &mut Session, rs: &Ruleset, flags: TableFlags) -> Result<Applied, Error> {
+    // One encoding: the expected snapshot is read from the very messages that are sent, and
+    // only the table's head is rewritten once its comment (which holds the fingerprint) is
+    // known.
+    let mut enc = encode::ruleset_flagged(rs, Mode::Create, "", flags)
+        .map_err(transport::TransportError::from)?;
+    let expected = readback::expected_snapshot(rs, enc.body());
     let fingerprint = expected.fingerprint();
     let comment = readback::comment_for(&rs.record, fingerprint);
     // A fresh start creates the table without deleting anything (no wait in the kernel); if
     // the table appeared in the meantime the kernel refuses that batch whole, and the
     // replacing batch runs instead.
+    let mut echo = Echo::new(&rs.table);
     let mut committed = None;
-    if !readback::table_exists(&rs.table)? {
-        match commit(&transport::encode_create_flagged(rs, &comment, flags)?) {
-            Ok(generation) => committed = Some(generation),
+    if !readback::table_exists_on(conn, &rs.table)? {
+        enc.set_head(Mode::Create, &comment)
+            .map_err(transport::TransportError::from)?;
+        match conn.commit_echo(&enc, &mut |m| echo.absorb(m)) {
+            Ok(c) => committed = Some(c),
             Err(transport::TransportError::Rejected { source, .. })
-                if source.raw_os_error() == Some(libc::EEXIST) => {}
+                if source.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                echo = Echo::new(&rs.table);
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    let ours = match committed {
-        Some(generation) => generation,
-        None => commit(&transport::encode_replace_flagged(rs, &comment, flags)?)?,
+    let committed = match committed {
+        Some(c) => c,
+        None => {
+            enc.set_head(Mode::Replace, &comment)
+                .map_err(transport::TransportError::from)?;
+            conn.commit_echo(&enc, &mut |m| echo.absorb(m))?
+        }
     };
+    let ours = committed.generation;
     if rs.set_ip_forward {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| Error::Sysctl {
             path: "/proc/sys/net/ipv4/ip_forward",
             source,
         })?;
     }
-    let back = readback::read_table_at(&rs.table)?;
-    let difference = match &back.table {
-        None => Some(format!("table inet {} is missing", rs.table)),
-        Some(k) if k.comment.as_deref() != Some(comment.as_str()) => {
-            Some("its comment changed".to_string())
+    // The echo accounts for the table, its sets, chains and rules as committed; the
+    // elements are dumped; the generation after them all must still be ours.
+    let echoed = echo.finish().filter(|_| committed.echo_complete);
+    if let (Some(g), Some(mut table)) = (ours, echoed) {
+        let (seen, consistent) = readback::read_elements_on(conn, &rs.table, &mut table)?;
+        let now = conn.generation()?;
+        if g == now
+            && consistent
+            && seen.iter().all(|r| *r == g.res_id())
+            && difference(&rs.table, Some(&table), &comment, fingerprint, &expected).is_none()
+        {
+            return Ok(Applied {
+                fingerprint,
+                comment,
+                generation: g,
+                verified_by: Verification::Echo,
+            });
         }
-        Some(k) if k.snapshot.fingerprint() != fingerprint => {
-            Some(k.snapshot.describe_difference(&expected))
-        }
-        Some(_) => None,
-    };
-    verdict(difference, ours, back.generation)?;
+    }
+    let back = readback::read_table_on(conn, &rs.table)?;
+    verdict(
+        difference(
+            &rs.table,
+            back.table.as_ref(),
+            &comment,
+            fingerprint,
+            &expected,
+        ),
+        ours,
+        back.generation,
+    )?;
     Ok(Applied {
         fingerprint,
         comment,
         generation: back.generation,
+        verified_by: Verification::ReadBack,
     })
+}
+
+/// How a table read back (or echoed) differs from the plan, if it does.
+fn difference(
+    name: &str,
+    table: Option<&KernelTable>,
+    comment: &str,
+    fingerprint: Fingerprint,
+    expected: &Snapshot,
+) -> Option<String> {
+    match table {
+        None => Some(format!("table inet {name} is missing")),
+        Some(k) if k.comment.as_deref() != Some(comment) => Some("its comment changed".to_string()),
+        Some(k) if k.snapshot.fingerprint() != fingerprint => {
+            Some(k.snapshot.describe_difference(expected))
+        }
+        Some(_) => None,
+    }
 }
 
 /// What a read-back that differs from the plan (`difference`) means, given the generation our
@@ -260,16 +334,24 @@ fn verdict(
 /// namespace's command lock throughout.
 pub fn remove(name: &str) -> Result<bool, Error> {
     guard_namespace()?;
-    let lock = NamespaceLock::acquire()?;
-    remove_held(name, &lock)
+    // Taken here, on this thread: it is this namespace's lock.
+    let _lock = NamespaceLock::acquire()?;
+    remove_on(&mut Session::open()?, name)
 }
 
 /// [`remove`] for a caller that holds the namespace's command lock.
 pub fn remove_held(name: &str, lock: &NamespaceLock) -> Result<bool, Error> {
     guard_namespace()?;
     lock.ensure_current()?;
-    let existed = readback::table_exists(name)?;
-    transport::commit(&transport::encode_remove(name)?)?;
+    remove_on(&mut Session::open()?, name)
+}
+
+/// [`remove_held`] on an open connection: for a caller that holds the command lock of the
+/// calling thread's namespace, taken on this thread, and has checked
+/// [`guard_namespace`].
+pub fn remove_on(conn: &mut Session, name: &str) -> Result<bool, Error> {
+    let existed = readback::table_exists_on(conn, name)?;
+    conn.commit(&transport::encode_remove(name)?)?;
     Ok(existed)
 }
 

@@ -3,7 +3,9 @@
 //!
 //! - [`ruleset`]: the intermediate form (table, sets, base chains, rules);
 //! - [`render`]: a ruleset in nft syntax, exactly as `nft list table` prints it;
-//! - [`transport`]: a ruleset as one nftnl batch, sent with mnl, errors read back;
+//! - [`encode`]: a ruleset as the bytes of one batch;
+//! - [`transport`]: one netfilter socket per command: the batch committed, errors read back,
+//!   dumps, the generation;
 //! - [`readback`]: a table dumped from the kernel, canonicalised and fingerprinted;
 //! - [`engine`]: apply in one transaction and verify, remove;
 //! - [`lock`]: one command at a time per network namespace;
@@ -11,6 +13,9 @@
 //!
 //! Nothing here knows which firewall a ruleset belongs to.
 
+pub mod encode;
+#[cfg(test)]
+mod encode_oracle;
 pub mod engine;
 pub mod lock;
 pub mod netlink;

@@ -1,4 +1,5 @@
-//! Pure netlink framing: split buffers into messages and attributes, build dump requests.
+//! Pure netlink framing: split buffers into messages and attributes, build requests (nftables
+//! and rtnetlink alike).
 //!
 //! Used by the transport to read ACKs and errors back by sequence number, and by the status
 //! check to read our table back from the kernel. No I/O and no `unsafe` here.
@@ -165,55 +166,152 @@ fn try_attrs(buf: &[u8]) -> Result<Vec<Attr<'_>>, Vec<Attr<'_>>> {
     }
 }
 
+/// The attributes of `buf` one by one, without collecting them; stops at the first
+/// malformed header.
+pub fn attr_iter(buf: &[u8]) -> impl Iterator<Item = Attr<'_>> {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let h = buf.get(off..off + 4)?;
+        let len = u16::from_ne_bytes([h[0], h[1]]) as usize;
+        let ty = u16::from_ne_bytes([h[2], h[3]]) & NLA_TYPE_MASK;
+        if len < 4 || off + len > buf.len() {
+            return None;
+        }
+        let a = Attr {
+            ty,
+            data: &buf[off + 4..off + len],
+        };
+        off += align4(len);
+        Some(a)
+    })
+}
+
+/// Finds the first attribute of a type in attribute data, without collecting them.
+pub fn find_in(buf: &[u8], ty: u16) -> Option<Attr<'_>> {
+    attr_iter(buf).find(|a| a.ty == ty)
+}
+
 /// Finds the first attribute of a type.
 pub fn find<'a>(attrs: &[Attr<'a>], ty: u16) -> Option<Attr<'a>> {
     attrs.iter().copied().find(|a| a.ty == ty)
 }
 
 /// A canonical text of attribute data: types without flags and in ascending order, nested
-/// data opened where it parses as attributes, leaves in hex. Two encodings that differ only in `NLA_F_NESTED` bits give the
-/// same text. `skip(path, data)` drops attributes by their type path (outermost first).
+/// data opened where it parses as attributes, leaves in hex. Two encodings that differ only in
+/// `NLA_F_NESTED` bits give the same text. `skip(path, data)` drops attributes by their type
+/// path (outermost first).
 pub fn canonical(data: &[u8], skip: &dyn Fn(&[u16], &[u8]) -> bool) -> String {
     let mut s = String::new();
-    canonical_into(&mut s, data, &mut Vec::new(), skip);
+    canonical_append(&mut s, data, skip);
     s
 }
 
+/// Appends [`canonical`] of `data` to `s`.
+pub fn canonical_append(s: &mut String, data: &[u8], skip: &dyn Fn(&[u16], &[u8]) -> bool) {
+    let mut out = Vec::with_capacity(data.len() * 2 + 16);
+    canonical_into(&mut out, data, &mut Vec::new(), skip);
+    // Only ASCII was written.
+    s.push_str(std::str::from_utf8(&out).unwrap_or_default());
+}
+
+/// How many attributes out of order [`canonical_into`] sorts without allocating.
+const INLINE_ATTRS: usize = 8;
+
 fn canonical_into(
-    s: &mut String,
+    s: &mut Vec<u8>,
     data: &[u8],
     path: &mut Vec<u16>,
     skip: &dyn Fn(&[u16], &[u8]) -> bool,
 ) {
-    match try_attrs(data) {
-        Ok(mut list) if !list.is_empty() && data.len() >= 4 => {
-            // Order of attributes of different types carries no meaning; of one type it may.
-            list.sort_by_key(|a| a.ty);
-            s.push('{');
-            for a in list {
-                path.push(a.ty);
-                if !skip(path, a.data) {
-                    s.push_str(&a.ty.to_string());
-                    s.push(':');
-                    canonical_into(s, a.data, path, skip);
-                    s.push(',');
-                }
-                path.pop();
-            }
-            s.push('}');
+    // First pass: is it exactly a sequence of attributes, and are they in type order?
+    let (mut n, mut off, mut sorted, mut last) = (0usize, 0usize, true, 0u16);
+    for a in attr_iter(data) {
+        sorted &= a.ty >= last;
+        last = a.ty;
+        n += 1;
+        off += align4(a.data.len() + 4);
+    }
+    if n == 0 || off != data.len() || data.len() < 4 {
+        push_hex(s, data);
+        return;
+    }
+    s.push(b'{');
+    let mut emit = |s: &mut Vec<u8>, a: &Attr<'_>| {
+        path.push(a.ty);
+        if !skip(path, a.data) {
+            push_decimal(s, a.ty);
+            s.push(b':');
+            canonical_into(s, a.data, path, skip);
+            s.push(b',');
         }
-        _ => {
-            for b in data {
-                s.push_str(&format!("{b:02x}"));
-            }
+        path.pop();
+    };
+    if sorted {
+        for a in attr_iter(data) {
+            emit(s, &a);
+        }
+    } else if n <= INLINE_ATTRS {
+        // Order of attributes of different types carries no meaning; of one type it may.
+        let mut list = [Attr { ty: 0, data: &[] }; INLINE_ATTRS];
+        for (slot, a) in list.iter_mut().zip(attr_iter(data)) {
+            *slot = a;
+        }
+        list[..n].sort_by_key(|a| a.ty);
+        for a in &list[..n] {
+            emit(s, a);
+        }
+    } else {
+        let mut list: Vec<Attr<'_>> = attr_iter(data).collect();
+        list.sort_by_key(|a| a.ty);
+        for a in &list {
+            emit(s, a);
         }
     }
+    s.push(b'}');
+}
+
+/// Appends `bytes` in lowercase hex.
+pub fn push_hex(s: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    s.reserve(bytes.len() * 2);
+    for b in bytes {
+        s.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    }
+}
+
+fn push_decimal(s: &mut Vec<u8>, mut v: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.extend_from_slice(&digits[i..]);
 }
 
 /// Builds one nftables request: header, `nfgenmsg` for `family`, then the attributes.
 pub fn nft_request(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    request(
+        (NFNL_SUBSYS_NFTABLES << 8) | msg,
+        flags,
+        seq,
+        &[family, 0, 0, 0],
+        attrs,
+    )
+}
+
+/// Builds one netlink request of type `ty`: header, the family header `header` (padded to 4
+/// bytes), then the attributes.
+pub fn request(ty: u16, flags: u16, seq: u32, header: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
     let mut b = vec![0u8; 16];
-    b.extend_from_slice(&[family, 0, 0, 0]);
+    b.extend_from_slice(header);
+    while b.len() % 4 != 0 {
+        b.push(0);
+    }
     for (ty, data) in attrs {
         let len = (4 + data.len()) as u16;
         b.extend_from_slice(&len.to_ne_bytes());
@@ -225,7 +323,7 @@ pub fn nft_request(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[(u16, &[
     }
     let total = b.len() as u32;
     b[0..4].copy_from_slice(&total.to_ne_bytes());
-    b[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+    b[4..6].copy_from_slice(&ty.to_ne_bytes());
     b[6..8].copy_from_slice(&flags.to_ne_bytes());
     b[8..12].copy_from_slice(&seq.to_ne_bytes());
     b
@@ -278,6 +376,24 @@ mod tests {
         let mut done = reply.clone();
         done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
         assert_eq!(messages(&done)[0].nft_res_id(), None);
+    }
+
+    #[test]
+    fn canonical_text_is_stable() {
+        // 17 attributes (more than sorted inline), nested ones, a leaf that is no attribute.
+        let mut data = Vec::new();
+        for ty in (1..=17u16).rev() {
+            data.extend_from_slice(&8u16.to_ne_bytes());
+            data.extend_from_slice(&ty.to_ne_bytes());
+            data.extend_from_slice(&[ty as u8, 0xab, 0, 1]);
+        }
+        let text = canonical(&data, &|_, _| false);
+        assert!(text.starts_with("{1:01ab0001,2:02ab0001,"), "{text}");
+        assert!(text.ends_with("17:11ab0001,}"), "{text}");
+        assert_eq!(canonical(&[0xde, 0xad], &|_, _| false), "dead");
+        assert_eq!(canonical(&[], &|_, _| false), "");
+        let nested = [12u8, 0, 0x02, 0x80, 8, 0, 1, 0, 0xff, 0, 0x10, 0x20];
+        assert_eq!(canonical(&nested, &|_, _| false), "{2:{1:ff001020,},}");
     }
 
     #[test]

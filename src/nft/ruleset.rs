@@ -2,7 +2,7 @@
 //!
 //! A [`Ruleset`] is one `inet` table with named sets and base chains holding [`Rule`]s made of
 //! [`Match`]es and an [`Action`]. [`super::render`] prints it in nft syntax (what `nft list
-//! table` shows) and [`super::transport`] encodes it as one nftnl batch; because both read the
+//! table` shows) and [`super::encode`] encodes it as one netlink batch; because both read the
 //! same value, what `--dry-run` shows is what is applied. The VPN firewall's planner
 //! ([`crate::firewall::plan`]) and the email firewall ([`crate::email`]) build rulesets; nothing
 //! here knows about either.

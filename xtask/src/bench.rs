@@ -28,6 +28,7 @@ mod stats;
 mod suite;
 #[allow(unsafe_code)]
 mod sys;
+mod trace;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,17 +60,26 @@ pub struct Opts {
     pub guard_only: bool,
     /// Rounds per measurement of the guard section.
     pub guard_rounds: usize,
+    /// The commit whose binary is the "before" of the comparison (`--before`, `none` for no
+    /// comparison).
+    pub before: Option<String>,
 }
+
+/// The commit of `main` before issue 14 (one socket per command, no C libraries): the
+/// default "before" of the comparison.
+pub const BEFORE: &str = "0aa8567";
 
 const USAGE: &str = "\
 cargo xtask bench [--quick] [--guard] [--runs N] [--warmup N] [--sizes 1,50,...] [--mix-sizes 50,...] [--out DIR]
+                  [--before REV|none]
 
 Benchmarks bitmask-root against nft -f and the iptables way, inside throwaway network
 namespaces (needs root). Writes docs/bench.md and docs/bench.svg; --quick is a fast check with
 fewer runs and sizes, written to target/bench-quick/. About 4 minutes on 2 CPUs, --quick about
-half a minute. The guard section (how fast firewall guard repairs its table and re-plans after
-a network change) runs last and writes bench-guard.md; --guard runs it alone (a few seconds,
---runs sets its rounds).
+half a minute. --before REV (default 0aa8567, the main commit before issue 14) builds that
+commit's binary once in target/bench-before/ and compares with it; none skips it. The guard
+section (how fast firewall guard repairs its table and re-plans after a network change) runs
+last and writes bench-guard.md; --guard runs it alone (a few seconds, --runs sets its rounds).
 ";
 
 impl Opts {
@@ -87,6 +97,7 @@ impl Opts {
             quick: false,
             guard_only: false,
             guard_rounds: 31,
+            before: Some(BEFORE.to_string()),
         }
     }
 
@@ -104,6 +115,7 @@ impl Opts {
             quick: true,
             guard_only: false,
             guard_rounds: 11,
+            before: Some(BEFORE.to_string()),
         }
     }
 
@@ -131,6 +143,10 @@ impl Opts {
                 "--sizes" => o.sizes = list(value()?)?,
                 "--mix-sizes" => o.mix_sizes = list(value()?)?,
                 "--out" => o.out = PathBuf::from(value()?),
+                "--before" => {
+                    let v = value()?;
+                    o.before = (v != "none").then(|| v.clone());
+                }
                 other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
             }
         }
@@ -182,10 +198,15 @@ pub struct Built {
     pub helper: PathBuf,
     /// `target/release/examples/bench_guard`.
     pub guard_helper: PathBuf,
+    /// A Rust program that only exits, built with the same release profile: the floor of a
+    /// process start.
+    pub floor: PathBuf,
+    /// The "before" binary and its commit, when one was asked for and could be built.
+    pub before: Option<(String, PathBuf)>,
 }
 
-/// Builds the binary and the helper in release mode.
-fn build() -> Result<Built, String> {
+/// Builds the binary and the helper in release mode, the process floor, and the "before".
+fn build(opts: &Opts) -> Result<Built, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("bench: building bitmask-root and the bench helper (release)");
     let status = Command::new(cargo)
@@ -199,11 +220,133 @@ fn build() -> Result<Built, String> {
         return Err(format!("cargo build --release failed ({status})"));
     }
     let release = target_dir().join("release");
+    let before = match &opts.before {
+        None => None,
+        Some(rev) => match build_before(rev) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("bench: no \"before\" comparison: {e}");
+                None
+            }
+        },
+    };
     Ok(Built {
         bin: release.join("bitmask-root"),
         helper: release.join("examples").join("bench_lib"),
         guard_helper: release.join("examples").join("bench_guard"),
+        floor: build_floor()?,
+        before,
     })
+}
+
+/// Runs `cargo` with `args` in `dir`, output to `target` (quietly); fails unless it succeeds.
+fn cargo(dir: &Path, target: &Path, args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .args(args)
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// The workspace's `[profile.release]` section, as written in its Cargo.toml.
+fn release_profile() -> String {
+    let manifest = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap_or_default();
+    let mut out = String::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        if line.trim_start().starts_with('[') {
+            inside = line.trim() == "[profile.release]";
+        }
+        if inside && !line.trim_start().starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A Rust program whose `main` returns at once, built in `target/bench-floor/` with the
+/// workspace's release profile: what starting any Rust binary on this machine costs.
+fn build_floor() -> Result<PathBuf, String> {
+    let dir = target_dir().join("bench-floor");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).map_err(|e| format!("mkdir {}: {e}", src.display()))?;
+    let manifest = format!(
+        "[package]\nname = \"bench-floor\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[workspace]\n\n{}",
+        release_profile()
+    );
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))
+    };
+    write(dir.join("Cargo.toml"), &manifest)?;
+    write(src.join("main.rs"), "fn main() {}\n")?;
+    cargo(
+        &dir,
+        &dir.join("target"),
+        &["build", "--quiet", "--release"],
+    )?;
+    Ok(dir.join("target").join("release").join("bench-floor"))
+}
+
+/// The bitmask-root binary of commit `rev`, built once in `target/bench-before/COMMIT/` from
+/// `git archive` (so this work tree is never touched).
+fn build_before(rev: &str) -> Result<(String, PathBuf), String> {
+    let out = Command::new("git")
+        .current_dir(workspace())
+        .args(["rev-parse", "--short=7", &format!("{rev}^{{commit}}")])
+        .output()
+        .map_err(|e| format!("could not run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("git does not know {rev}"));
+    }
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = target_dir().join("bench-before").join(&commit);
+    let bin = dir.join("target").join("release").join("bitmask-root");
+    if bin.is_file() {
+        return Ok((commit, bin));
+    }
+    let src = dir.join("src");
+    if !src.join("Cargo.toml").is_file() {
+        std::fs::create_dir_all(&src).map_err(|e| format!("mkdir {}: {e}", src.display()))?;
+        let mut archive = Command::new("git")
+            .current_dir(workspace())
+            .args(["archive", "--format=tar", &commit])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("could not run git archive: {e}"))?;
+        let Some(tar_input) = archive.stdout.take() else {
+            let _ = archive.wait();
+            return Err("git archive has no output".into());
+        };
+        let status = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&src)
+            .stdin(tar_input)
+            .status()
+            .map_err(|e| format!("could not run tar: {e}"))?;
+        let archived = archive.wait().map_err(|e| format!("git archive: {e}"))?;
+        if !status.success() || !archived.success() {
+            return Err(format!("unpacking {commit} failed ({status}, {archived})"));
+        }
+    }
+    eprintln!(
+        "bench: building bitmask-root at {commit} (the \"before\"; once, in {})",
+        dir.display()
+    );
+    cargo(
+        &src,
+        &dir.join("target"),
+        &["build", "--quiet", "--release", "--bin", "bitmask-root"],
+    )?;
+    Ok((commit, bin))
 }
 
 /// Fails unless the tools the bench drives are installed and this is root.
@@ -239,7 +382,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let opts = Opts::parse(args)?;
     preflight()?;
-    let built = build()?;
+    let built = build(&opts)?;
     // Before any thread exists: the protected namespace, inherited by every child.
     let root_ino = lab::ns_ino("/proc/self/ns/net")?;
     std::env::set_var("BITMASK_ROOT_REQUIRE_NETNS", root_ino.to_string());

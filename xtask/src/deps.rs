@@ -3,15 +3,20 @@
 use std::path::Path;
 use std::process::Command;
 
-/// What building needs: pkg-config and the C libraries behind nftnl and mnl.
-pub const BUILD: &[&str] = &["pkg-config", "libnftnl-dev", "libmnl-dev"];
+/// What building the binary and the library needs beyond a Rust toolchain: nothing (they
+/// write their netlink messages themselves and link no C library but libc).
+pub const BUILD: &[&str] = &[];
 
-/// What the namespace tests need besides the build: iproute2 (`ip netns`), nftables (`nft`
-/// to compare listings), strace (no process is started), util-linux (`setpriv`), openvpn and
-/// openssl (the end-to-end tunnel), iptables (`iptables-nft`: the foreign-table coexistence
-/// test, and Docker's and libvirt's rules in the forwarding tests), dnsmasq-base (a desktop's
-/// stub resolver and a LAN router's DNS server in the DNS cases).
+/// What the tests need besides the build: pkg-config and libnftnl (the unit test that checks
+/// our batches against libnftnl's, and the bench's "before" binary), iproute2 (`ip netns`),
+/// nftables (`nft` to compare listings), strace (no process is started), util-linux
+/// (`setpriv`), openvpn and openssl (the end-to-end tunnel), iptables (`iptables-nft`: the
+/// foreign-table coexistence test, and Docker's and libvirt's rules in the forwarding tests),
+/// dnsmasq-base (a desktop's stub resolver and a LAN router's DNS server in the DNS cases).
 pub const TEST: &[&str] = &[
+    "pkg-config",
+    "libnftnl-dev",
+    "libmnl-dev",
     "iproute2",
     "nftables",
     "strace",

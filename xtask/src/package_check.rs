@@ -160,7 +160,7 @@ fn check_files() -> Result<String, String> {
     for u in UNITS {
         file_mode(&format!("{UNIT_DIR}/{u}"), 0o644)?;
     }
-    // Runs against the shared libraries it depends on (libnftnl, libmnl): nothing missing.
+    // Runs against the shared libraries it depends on (libc only): nothing missing.
     let ldd = must(Command::new("ldd").arg(BIN))?;
     ensure(!ldd.contains("not found"), format!("ldd {BIN}:\n{ldd}"))?;
     Ok("owners and modes".into())

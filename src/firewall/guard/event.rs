@@ -259,6 +259,7 @@ mod tests {
             fingerprint: Fingerprint(0x1234),
             comment: "c".into(),
             generation: crate::nft::transport::Generation(7),
+            verified_by: crate::nft::engine::Verification::Echo,
         };
         let ms = Duration::from_micros(1500);
         let by = Changer {
@@ -316,6 +317,7 @@ mod tests {
                 fingerprint: Fingerprint(0x1234),
                 comment: "c".into(),
                 generation: crate::nft::transport::Generation(7),
+                verified_by: crate::nft::engine::Verification::Echo,
             },
             took: ms,
         }

@@ -153,6 +153,8 @@ fn settle(r: Result<Applied, engine::Error>, rs: &Ruleset) -> Result<Applied, Er
                 fingerprint,
                 comment,
                 generation: ours,
+                // Read back whole: the difference was another program's commit.
+                verified_by: engine::Verification::ReadBack,
             })
         }
         Err(e) => Err(e.into()),
@@ -549,6 +551,7 @@ mod tests {
                 fingerprint,
                 comment,
                 generation: Generation(7),
+                verified_by: engine::Verification::ReadBack,
             },
             "the guard keeps what it committed, and repairs on that program's notification"
         );

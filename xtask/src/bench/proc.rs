@@ -103,6 +103,29 @@ pub fn output(inside: &Inside, mut cmd: Command) -> Result<String, String> {
     String::from_utf8(out.stdout).map_err(|_| "output is not UTF-8".to_string())
 }
 
+/// What `program ARGS` asks of the kernel, traced with `strace -f -C -e write=all -e
+/// read=all` (see [`super::trace`]). `None` when strace is missing, cannot trace here, or the
+/// command failed.
+pub fn trace(
+    inside: &Inside,
+    program: &str,
+    args: &[String],
+    dir: &Path,
+) -> Option<super::trace::Counts> {
+    let log = dir.join("strace-traffic.log");
+    let mut cmd = inside.command("strace").ok()?;
+    cmd.args(["-f", "-qq", "-C", "-e", "write=all", "-e", "read=all", "-o"])
+        .arg(&log)
+        .arg(program)
+        .args(args);
+    let ran = run(inside, cmd, &dir.join("strace.err")).ok()?;
+    if !ran.ok() {
+        return None;
+    }
+    let text = std::fs::read_to_string(&log).ok()?;
+    Some(super::trace::parse(&text))
+}
+
 /// Processes started by `cmd` (itself included), counted with `strace -f -e trace=execve`.
 /// `None` when strace is missing, cannot trace here, or the command failed.
 pub fn count_execs(inside: &Inside, program: &str, args: &[String], dir: &Path) -> Option<usize> {

@@ -11,6 +11,7 @@ use super::iptables::{self, Step};
 use super::lab::{Inside, Lab, NOT_GW, TARGET_GW};
 use super::proc::{self, Ran};
 use super::stats::Samples;
+use super::trace::Counts;
 use super::{sys, Built, Opts};
 
 /// Which gateways: IPv4 only, or half of them IPv6.
@@ -50,6 +51,11 @@ enum Pre {
 pub enum Op {
     /// `bitmask-root firewall start GW...` on a clean namespace.
     BinStart,
+    /// The same with the "before" binary (`--before`).
+    BeforeStart,
+    /// Our create batch committed alone on a fresh socket (no discovery, no verification):
+    /// the floor of a library start.
+    CommitFloor,
     /// `firewall::start` in process, clean.
     LibStart,
     /// `nft -f` of the `--dry-run` text, clean.
@@ -94,14 +100,18 @@ pub enum Op {
     BinVersion,
     /// `nft --version`: starting nft, no netlink.
     NftVersion,
+    /// A Rust program that only exits: the floor of a process start.
+    MinProcess,
 }
 
 /// Every competitor, in round order.
-pub const ALL_OPS: [Op; 23] = [
+pub const ALL_OPS: [Op; 26] = [
     Op::FloorAdd,
     Op::Floor0,
     Op::FloorSized,
+    Op::CommitFloor,
     Op::BinStart,
+    Op::BeforeStart,
     Op::NftStart,
     Op::LibStart,
     Op::IptRestore,
@@ -121,6 +131,7 @@ pub const ALL_OPS: [Op; 23] = [
     Op::IptList,
     Op::BinVersion,
     Op::NftVersion,
+    Op::MinProcess,
 ];
 
 impl Op {
@@ -129,6 +140,7 @@ impl Op {
             Op::BinStart | Op::LibStart | Op::NftStart | Op::IptRestore | Op::IptRules => {
                 Pre::Clean
             }
+            Op::BeforeStart | Op::CommitFloor | Op::MinProcess => Pre::Clean,
             Op::FloorAdd | Op::Floor0 | Op::FloorSized => Pre::Clean,
             Op::HookFloor => Pre::Hooked,
             Op::IptRulesRestart | Op::IptRulesStop | Op::IptList => Pre::Iptables,
@@ -147,7 +159,7 @@ impl Op {
 
     /// Whether it measures only a process start (the same at every gateway count).
     pub fn is_start_only(self) -> bool {
-        matches!(self, Op::BinVersion | Op::NftVersion)
+        matches!(self, Op::BinVersion | Op::NftVersion | Op::MinProcess)
     }
 
     /// Whether it starts one process per rule.
@@ -159,6 +171,8 @@ impl Op {
     pub fn label(self) -> &'static str {
         match self {
             Op::BinStart => "bitmask-root firewall start",
+            Op::BeforeStart => "bitmask-root before (see Machine), firewall start",
+            Op::CommitFloor => "kernel floor: our batch alone (commit, no check)",
             Op::LibStart => "library firewall::start (no process)",
             Op::NftStart => "nft -f (same rules)",
             Op::IptRestore => "iptables-restore + ip6tables-restore",
@@ -181,6 +195,7 @@ impl Op {
             Op::IptList => "iptables --list bitmask (original isup)",
             Op::BinVersion => "bitmask-root version (process start only)",
             Op::NftVersion => "nft --version (process start only)",
+            Op::MinProcess => "minimal Rust binary (process start floor)",
         }
     }
 
@@ -191,13 +206,14 @@ impl Op {
                 "fresh start"
             }
             Op::FloorAdd | Op::Floor0 | Op::FloorSized => "fresh start",
+            Op::BeforeStart | Op::CommitFloor => "fresh start",
             Op::BinReplace
             | Op::LibReplace
             | Op::NftReplace
             | Op::IptRulesRestart
             | Op::HookFloor => "replacement",
             Op::BinStop | Op::LibStop | Op::NftDelete | Op::IptRulesStop => "stop",
-            Op::BinVersion | Op::NftVersion => "process start",
+            Op::BinVersion | Op::NftVersion | Op::MinProcess => "process start",
             _ => "isup",
         }
     }
@@ -246,9 +262,26 @@ pub struct Census {
     pub execs: Option<usize>,
 }
 
+/// What one command asked of the kernel, before and after (traced with strace).
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// The command.
+    pub what: String,
+    /// The "before" binary's counts (`None`: no before binary, or it failed).
+    pub before: Option<Counts>,
+    /// This tree's binary's counts (or the other program's, for reference rows).
+    pub after: Option<Counts>,
+}
+
 /// Everything measured.
 #[derive(Debug, Clone)]
 pub struct Results {
+    /// Netlink messages and system calls per command, before and after.
+    pub traffic: Vec<Traffic>,
+    /// The "before" commit, its binary's size, and the process floor's size.
+    pub before: Option<(String, u64)>,
+    /// The size of the minimal Rust binary (the process start floor).
+    pub floor_bytes: u64,
     /// The gateway counts, in run order.
     pub groups: Vec<Group>,
     /// Packet rates.
@@ -370,6 +403,7 @@ impl<'a> Bench<'a> {
         self.ask("reset")?;
         let mut groups = Vec::new();
         let mut census = Vec::new();
+        let mut traffic = Vec::new();
         let plan: Vec<(Family, usize)> = self
             .opts
             .sizes
@@ -383,6 +417,7 @@ impl<'a> Bench<'a> {
                 && (groups.is_empty() || n == *self.opts.sizes.last().unwrap_or(&n))
             {
                 census.extend(self.census(&files)?);
+                traffic.extend(self.traffic(&files)?);
             }
             groups.push(self.group(family, n, &files)?);
         }
@@ -392,7 +427,15 @@ impl<'a> Bench<'a> {
         let binary_bytes = std::fs::metadata(&self.built.bin)
             .map(|m| m.len())
             .map_err(|e| format!("stat {}: {e}", self.built.bin.display()))?;
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         Ok(Results {
+            traffic,
+            before: self
+                .built
+                .before
+                .as_ref()
+                .map(|(commit, bin)| (commit.clone(), size(bin))),
+            floor_bytes: size(&self.built.floor),
             groups,
             flows,
             census,
@@ -494,6 +537,7 @@ impl<'a> Bench<'a> {
             .filter(|op| {
                 !op.is_start_only() || (family == Family::V4 && Some(&n) == self.opts.sizes.first())
             })
+            .filter(|op| *op != Op::BeforeStart || self.built.before.is_some())
             .collect()
     }
 
@@ -539,7 +583,7 @@ impl<'a> Bench<'a> {
 
     /// Medians of the parts of a library start (fresh each time).
     fn phases(&mut self, f: &Files) -> Result<Vec<(&'static str, f64)>, String> {
-        const PARTS: [&str; 5] = ["discover", "plan", "encode", "commit", "readback"];
+        const PARTS: [&str; 6] = ["discover", "plan", "encode", "check", "commit", "verify"];
         let mut parts: Vec<Samples> = vec![Samples::default(); PARTS.len()];
         for _ in 0..self.opts.runs.min(9) {
             self.ask("reset")?;
@@ -576,6 +620,19 @@ impl<'a> Bench<'a> {
                 c.args(["firewall", "start"]).args(&gws);
                 self.process(c)
             }
+            Op::BeforeStart => {
+                let Some((_, before)) = &self.built.before else {
+                    return Err("no before binary".into());
+                };
+                let mut c = self.inside.command(before)?;
+                c.args(["firewall", "start"]).args(&gws);
+                self.process(c)
+            }
+            Op::MinProcess => {
+                let c = self.inside.command(&self.built.floor)?;
+                self.process(c)
+            }
+            Op::CommitFloor => self.helper_op(&format!("commitfloor {}", f.id)),
             Op::BinStop | Op::BinIsup => {
                 let mut c = self.inside.command(&self.built.bin)?;
                 c.args(["firewall", if op == Op::BinStop { "stop" } else { "isup" }]);
@@ -786,6 +843,79 @@ impl<'a> Bench<'a> {
             what: "iptables-restore + ip6tables-restore".into(),
             execs: v4.zip(v6).map(|(a, b)| a + b),
         });
+        self.ask("reset")?;
+        Ok(out)
+    }
+
+    /// Netlink messages and system calls of each command at this gateway count, traced with
+    /// strace, for this tree's binary and the "before" one (each from the same state).
+    fn traffic(&mut self, f: &Files) -> Result<Vec<Traffic>, String> {
+        let n = f.gateways.len();
+        let gws: Vec<String> = f.gateways.iter().map(|g| g.to_string()).collect();
+        let start: Vec<String> = strings(&["firewall", "start"])
+            .into_iter()
+            .chain(gws)
+            .collect();
+        let commands: [(String, Vec<String>, Pre); 4] = [
+            (
+                format!("firewall start ({n} gw, fresh)"),
+                start.clone(),
+                Pre::Clean,
+            ),
+            (
+                format!("firewall start ({n} gw, while up)"),
+                start,
+                Pre::Ours,
+            ),
+            (
+                format!("firewall isup ({n} gw)"),
+                strings(&["firewall", "isup"]),
+                Pre::Ours,
+            ),
+            (
+                format!("firewall stop ({n} gw)"),
+                strings(&["firewall", "stop"]),
+                Pre::Ours,
+            ),
+        ];
+        let after = self.built.bin.to_string_lossy().into_owned();
+        let before = self
+            .built
+            .before
+            .as_ref()
+            .map(|(_, b)| b.to_string_lossy().into_owned());
+        let mut out = Vec::new();
+        for (what, args, pre) in commands {
+            let mut counts = [None, None];
+            for (slot, bin) in [Some(&after), before.as_ref()].into_iter().enumerate() {
+                let Some(bin) = bin else { continue };
+                self.establish(pre, f)?;
+                counts[slot] = proc::trace(self.inside, bin, &args, &self.dir);
+            }
+            out.push(Traffic {
+                what: format!("bitmask-root {what}"),
+                after: counts[0],
+                before: counts[1],
+            });
+        }
+        if n == 1 {
+            let fresh = f.fresh_nft.to_string_lossy().into_owned();
+            for (what, args, pre) in [
+                ("nft -f (1 gw, fresh)", strings(&["-f", &fresh]), Pre::Clean),
+                (
+                    "nft list table inet bitmask (1 gw)",
+                    strings(&["list", "table", "inet", "bitmask"]),
+                    Pre::Ours,
+                ),
+            ] {
+                self.establish(pre, f)?;
+                out.push(Traffic {
+                    what: what.to_string(),
+                    before: None,
+                    after: proc::trace(self.inside, "nft", &args, &self.dir),
+                });
+            }
+        }
         self.ask("reset")?;
         Ok(out)
     }
