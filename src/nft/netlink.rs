@@ -214,6 +214,17 @@ pub fn canonical_append(s: &mut String, data: &[u8], skip: &dyn Fn(&[u16], &[u8]
     s.push_str(std::str::from_utf8(&out).unwrap_or_default());
 }
 
+/// Appends [`canonical`] of `data` to a byte buffer, with `path` as scratch space (empty on
+/// entry and on return): for callers that canonicalise many attributes into one text.
+pub fn canonical_bytes(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    path: &mut Vec<u16>,
+    skip: &dyn Fn(&[u16], &[u8]) -> bool,
+) {
+    canonical_into(out, data, path, skip);
+}
+
 /// How many attributes out of order [`canonical_into`] sorts without allocating.
 const INLINE_ATTRS: usize = 8;
 

@@ -223,21 +223,24 @@ fn kernel_added(expr: &str, path: &[u16], data: &[u8]) -> bool {
 }
 
 fn expressions(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len() * 2);
-    for (i, elem) in netlink::attrs(data).iter().enumerate() {
-        let parts = elem.nested();
-        let name = netlink::find(&parts, 1)
+    let mut out = Vec::with_capacity(data.len() * 2);
+    let mut path = Vec::with_capacity(8);
+    for (i, elem) in netlink::attr_iter(data).enumerate() {
+        let name = netlink::find_in(elem.data, 1)
             .and_then(|a| a.str())
             .unwrap_or("?");
         if i > 0 {
-            out.push(' ');
+            out.push(b' ');
         }
-        out.push_str(name);
-        if let Some(d) = netlink::find(&parts, 2) {
-            netlink::canonical_append(&mut out, d.data, &|p, v| kernel_added(name, p, v));
+        out.extend_from_slice(name.as_bytes());
+        if let Some(d) = netlink::find_in(elem.data, 2) {
+            netlink::canonical_bytes(&mut out, d.data, &mut path, &|p, v| {
+                kernel_added(name, p, v)
+            });
         }
     }
-    out
+    // Hex, digits, punctuation and the names, which are UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn attr_str(attrs: &[Attr<'_>], ty: u16) -> String {
@@ -272,11 +275,16 @@ fn absorb(snap: &mut Snapshot, msg: &netlink::Message<'_>) {
             let exprs = netlink::find(&a, 4)
                 .map(|e| expressions(e.data))
                 .unwrap_or_default();
-            snap.chains
-                .entry(attr_str(&a, 2))
-                .or_default()
-                .1
-                .push(exprs);
+            let chain = netlink::find(&a, 2)
+                .and_then(|c| c.str())
+                .unwrap_or_default();
+            match snap.chains.get_mut(chain) {
+                Some(c) => c.1.push(exprs),
+                None => {
+                    snap.chains
+                        .insert(chain.to_string(), (String::new(), vec![exprs]));
+                }
+            }
         }
         Some(netlink::NFT_MSG_NEWSET) => {
             // NAME 2, KEY_LEN 5
