@@ -1514,7 +1514,10 @@ library refuse to act there.\n\
 measured rounds after {warmup} warm-up rounds, all in one process. Before each timed run its starting \
 state is rebuilt the same way (all tables deleted, then our table, the iptables rules, or nothing), \
 untimed.\n\
-- Process competitors are timed from just before `spawn` to `wait4` (which also gives `ru_maxrss`); \
+- Process competitors are started without the `LD_LIBRARY_PATH` that `cargo run` sets for the \
+bench (earlier runs inherited it, and the dynamic loader searched its directories for every \
+library of every process: about 160 more system calls for bitmask-root, more for nft). They \
+are timed from just before `spawn` to `wait4` (which also gives `ru_maxrss`); \
 library competitors and kernel floors are timed around the call inside `examples/bench_lib.rs`, a \
 release-built helper started inside the namespace (`firewall::start` includes network discovery, \
 planning, encoding, the commit and its verification).\n\
