@@ -323,6 +323,10 @@ impl Inside {
         self.check()?;
         let mut c = Command::new(program);
         c.env_remove("UDP").env_remove("DEBUG").env_remove("TEST");
+        // `cargo run` (behind `cargo xtask`) sets LD_LIBRARY_PATH to its target and toolchain
+        // directories; the dynamic loader would search them for every library of every
+        // process started here, which no user's system does.
+        c.env_remove("LD_LIBRARY_PATH");
         Ok(c)
     }
 
