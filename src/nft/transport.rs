@@ -163,7 +163,20 @@ pub struct Committed {
 }
 
 /// One netfilter netlink socket, for everything one command (or a long-lived holder) asks of
-/// nftables: commits, dumps and the generation.
+/// nftables: commits, dumps and the generation. It joins no multicast group, so everything it
+/// receives answers its own requests (a holder that wants nftables' change notifications
+/// opens another socket for them). Requests are answered in full before the next is sent, so
+/// a connection can be kept and used again and again, from one thread at a time.
+///
+/// ```no_run
+/// use bitmask_root::nft::transport::{self, Connection};
+/// # fn demo(rs: &bitmask_root::nft::ruleset::Ruleset) -> Result<(), transport::TransportError> {
+/// let mut conn = Connection::open()?; // in the calling thread's network namespace
+/// let before = conn.generation()?;
+/// let committed = conn.commit(&transport::encode_replace(rs, "comment")?)?;
+/// assert!(committed.is_some_and(|g| g > before));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     socket: NetlinkSocket,
