@@ -199,6 +199,21 @@ pub struct Committed {
 /// it may change or delete the table, and dropping the session ends the ownership. The
 /// socket is close-on-exec (a child holding it would keep a table owned), and belongs to the
 /// network namespace of the thread that opened it.
+///
+/// It joins no multicast group, so everything it
+/// receives answers its own requests (a holder that wants nftables' change notifications
+/// opens another socket for them). Requests are answered in full before the next is sent, so
+/// a session can be kept and used again and again, from one thread at a time.
+///
+/// ```no_run
+/// use bitmask_root::nft::transport::{self, Session};
+/// # fn demo(rs: &bitmask_root::nft::ruleset::Ruleset) -> Result<(), transport::TransportError> {
+/// let mut conn = Session::open()?; // in the calling thread's network namespace
+/// let before = conn.generation()?;
+/// let committed = conn.commit(&transport::encode_replace(rs, "comment")?)?;
+/// assert!(committed.is_some_and(|g| g > before));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Session {
     socket: NetlinkSocket,
