@@ -12,6 +12,7 @@
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
+use crate::firewall::explain::{Protocol, Question};
 use crate::policy::{self, IfPattern, LanMode, Mode, Policy, PolicyBuilder, Profile};
 
 mod guarded;
@@ -65,6 +66,13 @@ pub enum Command {
     /// `firewall guard [GATEWAY...]`: a guard for this policy (a blocking one without
     /// gateways).
     FirewallGuard(Policy),
+    /// `firewall explain DEST[:PORT] [tcp|udp|icmp] [OPTIONS]`.
+    FirewallExplain(ExplainArgs),
+    /// `firewall status [--json]`.
+    FirewallStatus {
+        /// Print JSON.
+        json: bool,
+    },
     /// `fw-email start UID` (the raw UID word, resolved by the email module).
     EmailStart(String),
     /// `fw-email stop`.
@@ -115,6 +123,19 @@ impl Generated {
 
 /// The hidden command that prints generated files (see [`Generated`]).
 pub const GENERATE: &str = "__generate";
+
+/// What `firewall explain` asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainArgs {
+    /// The packet.
+    pub question: Question,
+    /// Print JSON.
+    pub json: bool,
+    /// With `--dry-run`: the policy to plan, and whether no gateway was given (the policy then
+    /// blocks, [`Mode::Block`]: the same rules with no gateway open). `None`: ask the running
+    /// firewall.
+    pub plan: Option<(Policy, bool)>,
+}
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +289,21 @@ pub fn parse(
             no_more(extra, &what)?;
             Command::FirewallIsup
         }
+        CmdId::FirewallExplain => Command::FirewallExplain(explain_args(extra, &g, env)?),
+        CmdId::FirewallStatus => match extra {
+            [] => Command::FirewallStatus { json: false },
+            ["--json"] => Command::FirewallStatus { json: true },
+            [w, ..] if w.starts_with('-') && *w != "--json" => {
+                return Err(usage(format!(
+                    "unknown option {w:?} of firewall status: only --json"
+                )))
+            }
+            [_, extra, ..] | [extra] => {
+                return Err(usage(format!(
+                    "unexpected argument {extra:?} after firewall status"
+                )))
+            }
+        },
         CmdId::EmailStart => {
             let rest: Vec<&str> = extra.iter().copied().filter(|w| *w != "restart").collect();
             match rest.as_slice() {
@@ -375,6 +411,213 @@ fn policy_builder(
         None => {}
     }
     Ok(b)
+}
+
+/// An interface name as the kernel takes it (1 to 15 bytes, no `/`, no space).
+fn interface(flag: &str, v: &str) -> Result<String, UsageError> {
+    let ok = !v.is_empty()
+        && v.len() <= 15
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.@:".contains(&b));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(usage(format!(
+            "{flag} needs an interface name like eth0, got {v:?}"
+        )))
+    }
+}
+
+fn port_value(flag: &str, v: &str) -> Result<u16, UsageError> {
+    match v.parse::<u16>() {
+        Ok(p) if p > 0 && !v.starts_with('0') && !v.starts_with('+') => Ok(p),
+        _ => Err(usage(format!(
+            "{flag} needs a port from 1 to 65535, got {v:?}"
+        ))),
+    }
+}
+
+/// `DEST`, `DEST:PORT`, `[IPV6]:PORT`, `IPV6%IFACE`: the address, the port, the zone.
+fn destination(w: &str) -> Result<(std::net::IpAddr, Option<u16>, Option<String>), UsageError> {
+    let bad = || {
+        usage(format!(
+            "invalid destination {w:?}: give an address (192.168.1.20, 2001:db8::1), with a port as 192.168.1.20:631 or [2001:db8::1]:53"
+        ))
+    };
+    let (host, port) = if let Some(rest) = w.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(port_value("the destination", p)?),
+            None if after.is_empty() => None,
+            None => return Err(bad()),
+        };
+        (h, port)
+    } else if w.matches(':').count() == 1 {
+        let (h, p) = w.split_once(':').ok_or_else(bad)?;
+        (h, Some(port_value("the destination", p)?))
+    } else {
+        (w, None)
+    };
+    let (addr, zone) = match host.split_once('%') {
+        Some((a, z)) => (a, Some(interface("the zone after %", z)?)),
+        None => (host, None),
+    };
+    let ip = if addr.contains(':') {
+        addr.parse::<std::net::Ipv6Addr>().map(std::net::IpAddr::V6)
+    } else {
+        addr.parse::<Ipv4Addr>().map(std::net::IpAddr::V4)
+    }
+    .map_err(|_| bad())?;
+    if zone.is_some() && ip.is_ipv4() {
+        return Err(bad());
+    }
+    Ok((ip, port, zone))
+}
+
+fn explain_args(
+    words: &[&str],
+    g: &Globals,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ExplainArgs, UsageError> {
+    let Some((dest, mut rest)) = words.split_first() else {
+        return Err(usage(
+            "firewall explain needs a destination, as in: firewall explain 192.168.1.20:631",
+        ));
+    };
+    if dest.starts_with('-') {
+        return Err(usage(format!(
+            "firewall explain needs the destination first, before {dest:?}"
+        )));
+    }
+    let (dst, port, zone) = destination(dest)?;
+    let mut protocol = None;
+    if let Some((w, more)) = rest.split_first() {
+        protocol = match *w {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "icmp" => Some(Protocol::Icmp),
+            _ => None,
+        };
+        if protocol.is_some() {
+            rest = more;
+        }
+    }
+    let protocol = match (protocol, port) {
+        (Some(Protocol::Icmp), Some(_)) => {
+            return Err(usage(
+                "icmp has no port: give the destination without :PORT",
+            ))
+        }
+        (Some(p @ (Protocol::Tcp | Protocol::Udp)), None) => {
+            return Err(usage(format!(
+                "{} needs a port: give the destination as ADDRESS:PORT",
+                p.as_str()
+            )))
+        }
+        (Some(p), _) => p,
+        (None, Some(_)) => Protocol::Tcp,
+        (None, None) => Protocol::Icmp,
+    };
+    let mut q = Question::new(dst, port, protocol);
+    q.via = zone;
+    let link_scope = match dst {
+        std::net::IpAddr::V6(a) => {
+            let s = a.segments();
+            (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xff0f) == 0xff02
+        }
+        std::net::IpAddr::V4(_) => false,
+    };
+    let mut json = false;
+    let mut gateways = Vec::new();
+    let mut i = 0;
+    while let Some(w) = rest.get(i) {
+        let (flag, inline) = match w.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (*w, None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            i += 1;
+            rest.get(i)
+                .map(|v| v.to_string())
+                .ok_or_else(|| usage(format!("{flag} needs a value")))
+        };
+        match flag {
+            "--json" if inline.is_none() => json = true,
+            "--via" => q.via = Some(interface("--via", &value()?)?),
+            "--in" => q.forwarded_from = Some(interface("--in", &value()?)?),
+            "--src" => {
+                let v = value()?;
+                q.src = Some(v.parse().map_err(|_| {
+                    usage(format!("--src needs an IPv4 or IPv6 address, got {v:?}"))
+                })?);
+            }
+            "--sport" => q.sport = Some(port_value("--sport", &value()?)?),
+            "--uid" => {
+                let v = value()?;
+                q.uid = Some(crate::email::parse_uid(&v).map_err(|e| usage(e.to_string()))?);
+            }
+            "--gateway" => gateways.push(value()?),
+            w if w.starts_with('-') => {
+                return Err(usage(format!(
+                    "unknown option {w:?} of firewall explain: use --via, --in, --src, --sport, --uid, --gateway or --json"
+                )))
+            }
+            w => return Err(usage(format!("unexpected argument {w:?} after firewall explain DEST"))),
+        }
+        i += 1;
+    }
+    if q.via.is_some() && q.forwarded_from.is_some() {
+        return Err(usage(
+            "--via (a socket of this host) and --in (a forwarded packet) exclude each other",
+        ));
+    }
+    if link_scope && q.via.is_none() && q.forwarded_from.is_none() {
+        return Err(usage(format!(
+            "{dst} is link-local: give the interface, as {dst}%eth0 or with --via eth0"
+        )));
+    }
+    if q.forwarded_from.is_some() && q.src.is_none() {
+        return Err(usage(
+            "a forwarded packet (--in) needs its source address: --src ADDR",
+        ));
+    }
+    if let Some(src) = q.src {
+        if src.is_ipv4() != dst.is_ipv4() {
+            return Err(usage(format!(
+                "--src {src} and the destination {dst} are of different families"
+            )));
+        }
+    }
+    if q.uid.is_some() && q.forwarded_from.is_some() {
+        return Err(usage(
+            "a forwarded packet has no owner: --uid goes with this host's packets",
+        ));
+    }
+    let plan = if g.dry_run {
+        // Without a gateway: the same rules with none open, as `firewall block` plans them.
+        let policy = if gateways.is_empty() {
+            policy_builder(g, env)?.mode(Mode::Block).build()?
+        } else {
+            let words: Vec<&str> = gateways.iter().map(String::as_str).collect();
+            firewall_policy(&words, g, env)?
+        };
+        Some((policy, gateways.is_empty()))
+    } else {
+        if !gateways.is_empty() {
+            return Err(usage(
+                "--gateway goes with --dry-run: the running firewall has its own gateways",
+            ));
+        }
+        None
+    };
+    Ok(ExplainArgs {
+        question: q,
+        json,
+        plan,
+    })
 }
 
 /// Runs the command line and returns the exit code. Prints to stdout and stderr.
@@ -577,6 +820,40 @@ pub fn run(inv: Invocation) -> Outcome {
             } else {
                 Err((1, with_guard(status.to_string())))
             }
+        }
+        Command::FirewallExplain(x) => {
+            let answer = match &x.plan {
+                Some((policy, _)) => firewall::explain::explain_plan(policy, &x.question),
+                None => {
+                    need_root()?;
+                    firewall::explain::explain_running(&x.question)
+                }
+            }
+            .map_err(fail)?;
+            if x.json {
+                print!("{}", answer.to_json().pretty());
+            } else {
+                let mut text = answer.text.clone();
+                if matches!(x.plan, Some((_, true))) {
+                    text.push_str(" (Planned without gateways: add --gateway GW to include them.)");
+                }
+                println!("{text}");
+            }
+            Ok(if answer.passes { 0 } else { 1 })
+        }
+        Command::FirewallStatus { json } => {
+            need_root()?;
+            let mut report = firewall::report::report().map_err(fail)?;
+            if report.status != firewall::Status::Down {
+                // Who keeps the table: a running guard, or an orphaned/foreign owner.
+                report.guard = runtime()?.block_on(guarded::protection());
+            }
+            if json {
+                print!("{}", report.to_json().pretty());
+            } else {
+                print!("{report}");
+            }
+            Ok(0)
         }
         Command::EmailStart(word) => {
             // The UID is checked before anything else: a bad one exits 2, nothing changed.
@@ -838,6 +1115,63 @@ mod tests {
     }
 
     #[test]
+    fn explain_and_status_command_lines() {
+        let x = |s: &str| match parse_ok(s).command {
+            Command::FirewallExplain(x) => x,
+            other => panic!("{s}: {other:?}"),
+        };
+        let e = x("firewall explain 192.168.2.5:631");
+        assert_eq!(e.question.protocol, Protocol::Tcp);
+        assert_eq!(e.question.port, Some(631));
+        assert!(e.plan.is_none() && !e.json);
+        let e = x("firewall explain [2001:db8::1]:53 udp --via eth0 --sport 5353 --json");
+        assert_eq!(e.question.protocol, Protocol::Udp);
+        assert_eq!(e.question.via.as_deref(), Some("eth0"));
+        assert_eq!(e.question.sport, Some(5353));
+        assert!(e.json);
+        let e = x("firewall explain fe80::1%eth1");
+        assert_eq!(e.question.protocol, Protocol::Icmp);
+        assert_eq!(e.question.via.as_deref(), Some("eth1"));
+        let e = x("firewall explain 203.0.113.10:443 tcp --in=docker0 --src 172.17.0.2");
+        assert_eq!(e.question.forwarded_from.as_deref(), Some("docker0"));
+        let e = x("--dry-run --lan off firewall explain 10.0.0.1:80 --gateway 198.51.100.7");
+        let (p, without) = e.plan.expect("a plan");
+        assert!(!without && p.lan() == LanMode::Off);
+        let e = x("--dry-run firewall explain 10.0.0.1:80");
+        assert!(
+            matches!(&e.plan, Some((p, true)) if p.mode() == Mode::Block && p.gateways().is_empty())
+        );
+        let e = x("--dry-run --compat --lan on-link firewall explain 10.0.0.1:80");
+        assert!(
+            matches!(&e.plan, Some((p, true)) if p.mode() == Mode::Block && p.lan() == LanMode::OnLink)
+        );
+        assert_eq!(
+            parse_ok("firewall status --json").command,
+            Command::FirewallStatus { json: true }
+        );
+        for bad in [
+            "firewall explain",
+            "firewall explain --via eth0 10.0.0.1",
+            "firewall explain 10.0.0.1:80 tcp udp",
+            "firewall explain 010.0.0.1",
+            "firewall explain 10.0.0.1:65536",
+            "firewall explain 10.0.0.1%eth0",
+            "firewall explain 10.0.0.1 --via a/b",
+            "firewall explain 10.0.0.1 --via averyveryverylongname",
+            "firewall explain 10.0.0.1:53 --in eth0 --src 10.0.0.2 --uid 0",
+            "firewall explain 10.0.0.1:53 --gateway 198.51.100.7",
+            "firewall status -j",
+            "firewall explain fe80::1",
+            "firewall explain ff02::fb",
+        ] {
+            assert!(
+                parse(&argv(bad), &no_env).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn help_states_the_gateway_bound() {
         let help = help().split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(help.contains(&format!("At most {}", policy::MAX_GATEWAYS)));
@@ -880,11 +1214,11 @@ mod tests {
         let e = |s: &str| parse(&argv(s), &no_env).unwrap_err().0;
         assert_eq!(
             e("firewall explode"),
-            "unknown firewall command \"explode\": use start, block, stop, isup or guard (see bitmask-root --help)"
+            "unknown firewall command \"explode\": use start, block, stop, isup, guard, explain or status (see bitmask-root --help)"
         );
         assert_eq!(
             e("firewall"),
-            "firewall needs a command: start, block, stop, isup or guard (see bitmask-root --help)"
+            "firewall needs a command: start, block, stop, isup, guard, explain or status (see bitmask-root --help)"
         );
         assert_eq!(
             e("reboot"),

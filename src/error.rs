@@ -54,6 +54,12 @@ pub enum Error {
     /// The guard could not start, or could not be reached.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// The running table could not be read back as rules.
+    #[error(transparent)]
+    Decode(#[from] crate::nft::decode::DecodeError),
+    /// A packet could not be walked through the rules.
+    #[error(transparent)]
+    Eval(#[from] crate::nft::eval::EvalError),
     /// The async runtime could not start.
     #[error("could not start the async runtime ({0})")]
     Runtime(#[source] std::io::Error),

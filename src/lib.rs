@@ -10,11 +10,14 @@
 //!   form ([`nft::ruleset`]), nft text ([`nft::render`]), one batch ([`nft::encode`]) on one
 //!   socket per command ([`nft::transport`]),
 //!   read-back and fingerprint ([`nft::readback`]), apply/verify/remove ([`nft::engine`]),
-//!   one command at a time per network namespace ([`nft::lock`]);
+//!   one command at a time per network namespace ([`nft::lock`]), a running table decoded
+//!   ([`nft::decode`]) and the kernel's walk of a packet ([`nft::eval`]);
 //! - [`firewall`]: the VPN kill switch: what the caller wants ([`firewall::policy`]), what the
 //!   network is ([`firewall::discovery`], over rtnetlink), the pure plan
-//!   ([`firewall::plan`]), and whether the running table is still right
-//!   ([`firewall::status`]); the guard that keeps it ([`firewall::guard`]);
+//!   ([`firewall::plan`]), whether the running table is still right
+//!   ([`firewall::status`]), what it does with a packet and refused so far
+//!   ([`firewall::explain`], [`firewall::report`]); the guard that keeps it
+//!   ([`firewall::guard`]);
 //! - [`email`]: the email firewall (`fw-email`), on the same engine;
 //! - [`openvpn`]: the hardened OpenVPN launcher;
 //! - [`cli`]: argv to a command and an exit code; [`error`]: the library's error type.

@@ -184,7 +184,7 @@ pub fn zsh() -> String {
                 None => String::new(),
                 Some(v) => match v.kind {
                     ValueKind::OneOf(_) => format!(":{}:({})", v.name, choices(o).join(" ")),
-                    ValueKind::Ipv4 => format!(":{}: ", v.name),
+                    ValueKind::Ipv4 | ValueKind::Text => format!(":{}: ", v.name),
                     ValueKind::Interface => format!(":{}:_net_interfaces", v.name),
                 },
             };

@@ -8,24 +8,48 @@ const WIDTH: usize = 95;
 const COLUMN: usize = 23;
 
 /// The usage line of a command, without the program name: `[OPTIONS] firewall start ...`.
+/// A command's own options come after its arguments, where the parser takes them.
 pub fn usage_line(c: &Cmd) -> String {
+    usage_with(c, &own_options(c))
+}
+
+/// The usage line as `--help` prints it: [`usage_line`], or when that would not fit in
+/// the help's width, the command's own options as one `[EXPLAIN OPTIONS]` (the help lists
+/// them under the command).
+pub fn short_usage_line(c: &Cmd) -> String {
+    let full = usage_line(c);
+    if 4 + spec::PROGRAM.len() + 1 + full.chars().count() <= WIDTH {
+        return full;
+    }
+    let name = c.words.last().copied().unwrap_or_default().to_uppercase();
+    usage_with(c, &format!("[{name} OPTIONS]"))
+}
+
+fn own_options(c: &Cmd) -> String {
+    if c.options.is_empty() {
+        return String::new();
+    }
+    format!(
+        "[{}]",
+        c.options
+            .iter()
+            .map(opt_label)
+            .collect::<Vec<_>>()
+            .join("] [")
+    )
+}
+
+fn usage_with(c: &Cmd, options: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
     if c.global_options {
         parts.push("[OPTIONS]".into());
     }
     parts.extend(c.words.iter().map(|w| w.to_string()));
-    if !c.options.is_empty() {
-        parts.push(format!(
-            "[{}]",
-            c.options
-                .iter()
-                .map(opt_label)
-                .collect::<Vec<_>>()
-                .join("] [")
-        ));
-    }
     if !c.args.is_empty() {
         parts.push(c.args.to_string());
+    }
+    if !options.is_empty() {
+        parts.push(options.to_string());
     }
     parts.join(" ")
 }
@@ -104,7 +128,7 @@ pub fn text() -> String {
     }
     out.push_str("\nUSAGE:\n");
     for c in spec::COMMANDS {
-        out.push_str(&format!("    {} {}\n", spec::PROGRAM, usage_line(c)));
+        out.push_str(&format!("    {} {}\n", spec::PROGRAM, short_usage_line(c)));
     }
     for g in spec::GROUPS {
         out.push_str(&format!("\n{}:\n", g.title));
@@ -172,7 +196,7 @@ mod tests {
         let help = text();
         for c in COMMANDS {
             assert!(
-                help.contains(&format!("{PROGRAM} {}", usage_line(c))),
+                help.contains(&format!("{PROGRAM} {}", short_usage_line(c))),
                 "{:?} missing from the usage",
                 c.words
             );
@@ -227,6 +251,7 @@ mod tests {
                 CmdId::FirewallStart => "198.51.100.7",
                 CmdId::EmailStart => "1000",
                 CmdId::OpenvpnStart => "--persist-tun",
+                CmdId::FirewallExplain => "192.0.2.7:443",
                 _ => "",
             };
             format!("{} {args}", c.words.join(" "))
@@ -246,6 +271,8 @@ mod tests {
                 Command::FirewallStop => CmdId::FirewallStop,
                 Command::FirewallIsup => CmdId::FirewallIsup,
                 Command::FirewallGuard(_) => CmdId::FirewallGuard,
+                Command::FirewallExplain(_) => CmdId::FirewallExplain,
+                Command::FirewallStatus { .. } => CmdId::FirewallStatus,
                 Command::EmailStart(_) => CmdId::EmailStart,
                 Command::EmailStop => CmdId::EmailStop,
                 Command::EmailIsup => CmdId::EmailIsup,
@@ -269,6 +296,7 @@ mod tests {
                         ValueKind::OneOf(choices) => choices.iter().map(|c| c.word).collect(),
                         ValueKind::Ipv4 => vec!["192.0.2.53"],
                         ValueKind::Interface => vec!["wg0", "tun*"],
+                        ValueKind::Text => vec!["1000"],
                     },
                 };
                 if values.is_empty() {

@@ -86,6 +86,8 @@ pub enum ValueKind {
     Ipv4,
     /// A network interface name, or a prefix with a trailing `*`.
     Interface,
+    /// Free text checked by the parser (an address, a port, a user); nothing is completed.
+    Text,
 }
 
 /// One allowed word of a [`ValueKind::OneOf`] value.
@@ -110,6 +112,10 @@ pub enum CmdId {
     FirewallIsup,
     /// `firewall guard [GATEWAY...]`.
     FirewallGuard,
+    /// `firewall explain DEST[:PORT] [tcp|udp|icmp] ...`.
+    FirewallExplain,
+    /// `firewall status [--json]`.
+    FirewallStatus,
     /// `fw-email start UID`.
     EmailStart,
     /// `fw-email stop`.
@@ -276,6 +282,35 @@ it instead; BITMASK_ROOT_GUARD_MODE=watch asks for that mode (for tests; honoure
 root not run through sudo or pkexec).",
     },
     Cmd {
+        id: CmdId::FirewallExplain,
+        words: &["firewall", "explain"],
+        args: "DEST[:PORT] [tcp|udp|icmp]",
+        global_options: true,
+        options: EXPLAIN_OPTIONS,
+        operand: Operand::Nothing,
+        help: "Say what the firewall does with one packet to DEST (IPv4, IPv6, or [IPv6]:PORT) \
+and why, naming the rule that decides: the running firewall, or with --dry-run the plan for \
+the options given (no root needed). The packet is routed as the kernel routes it now. Default \
+protocol: tcp with a port, icmp (echo) without. Exit 0 when it would pass, 1 when not.",
+    },
+    Cmd {
+        id: CmdId::FirewallStatus,
+        words: &["firewall", "status"],
+        args: "",
+        global_options: false,
+        options: &[Opt {
+            id: OptId::Local,
+            names: &["--json"],
+            value: None,
+            help: "The status as JSON (schema bitmask-root/status, version 1; see the README).",
+        }],
+        operand: Operand::Nothing,
+        help: "The running firewall in words (or JSON for clients): its state, gateways, where \
+the resolver is routed, the local networks open per interface, forwarding, and how many \
+packets it refused since start, by kind. Exit 0 whenever it could be read (the state is in \
+the output).",
+    },
+    Cmd {
         id: CmdId::EmailStart,
         words: &["fw-email", "start"],
         args: "[restart] UID",
@@ -348,6 +383,71 @@ instead.",
     },
 ];
 
+/// The options of `firewall explain`, after DEST.
+pub const EXPLAIN_OPTIONS: &[Opt] = &[
+    Opt {
+        id: OptId::Local,
+        names: &["--via"],
+        value: Some(Value {
+            name: "IFACE",
+            kind: ValueKind::Interface,
+        }),
+        help: "Sent from a socket bound to IFACE.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--in"],
+        value: Some(Value {
+            name: "IFACE",
+            kind: ValueKind::Interface,
+        }),
+        help: "Forwarded: it comes in by IFACE (needs --src).",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--src"],
+        value: Some(Value {
+            name: "ADDR",
+            kind: ValueKind::Text,
+        }),
+        help: "Its source address.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--sport"],
+        value: Some(Value {
+            name: "PORT",
+            kind: ValueKind::Text,
+        }),
+        help: "Its source port.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--uid"],
+        value: Some(Value {
+            name: "UID",
+            kind: ValueKind::Text,
+        }),
+        help: "The sending socket's owner.",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--gateway"],
+        value: Some(Value {
+            name: "GW",
+            kind: ValueKind::Text,
+        }),
+        help: "With --dry-run: plan with this gateway (repeat it); without, plan what \
+firewall block applies (no gateway open).",
+    },
+    Opt {
+        id: OptId::Local,
+        names: &["--json"],
+        value: None,
+        help: "The answer as JSON (schema bitmask-root/explain, version 1; see the README).",
+    },
+];
+
 /// The values of `--forward`.
 pub const FORWARD_MODES: &[Choice] = &[
     Choice {
@@ -358,9 +458,10 @@ is rewritten to the VPN's resolver (the default);",
     },
     Choice {
         word: "off",
-        help: "forwarded traffic is not filtered, for hosts that route a LAN on purpose. \
-RISK: everything a container, VM or hotspot client sends then leaves in clear whenever the \
-tunnel is down. Neither value changes ip_forward.",
+        help: "forwarded traffic is not filtered (but for DNS, which still leaves only \
+through the tunnel), for hosts that route a LAN on purpose. RISK: everything else a \
+container, VM or hotspot client sends then leaves in clear whenever the tunnel is down. \
+Neither value changes ip_forward.",
     },
 ];
 
@@ -532,6 +633,18 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "sudo bitmask-root firewall guard 198.51.100.7",
         "Start the kill switch and keep it in the foreground (a systemd unit, or a client that \
 keeps its pkexec call open).",
+    ),
+    (
+        "sudo bitmask-root firewall explain 192.168.2.5:631",
+        "Say what happens to a connection to a printer, and which rule decides.",
+    ),
+    (
+        "bitmask-root --dry-run --lan off firewall explain 192.168.1.20:445 --via eth0",
+        "The same question for a plan, without root.",
+    ),
+    (
+        "sudo bitmask-root firewall status --json",
+        "The running firewall for a client: state, resolver route, LAN, refused packets.",
     ),
     (
         "sudo bitmask-root fw-email start \"$(id -u)\"",

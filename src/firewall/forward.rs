@@ -161,16 +161,19 @@ mod tests {
         };
         let tunnel = pos(r#"oifname "tun*" accept"#);
         let replies = pos(r#"iifname "tun*" ct direction reply accept"#);
-        let gw4 = pos("ip daddr @gateways4 reject");
-        let gw6 = pos("ip6 daddr @gateways6 reject");
-        let dns = pos("udp dport 53 reject");
+        let gw4 = pos("ip daddr @gateways4 counter reject");
+        let gw6 = pos("ip6 daddr @gateways6 counter reject");
+        let dns = pos("udp dport 53 counter reject");
         let docker = pos(r#"oifname "docker0" ip daddr 172.17.0.0/16 accept"#);
         let lan = pos(r#"oifname "eth0" ip daddr 192.168.1.0/24 accept"#);
         assert!(tunnel < gw4 && gw4 < gw6 && gw6 < dns && dns < docker && dns < lan);
         assert!(replies < gw4);
         assert_eq!(
             rules[rules.len() - 2..],
-            ["meta l4proto tcp reject with tcp reset", "reject"]
+            [
+                "meta l4proto tcp counter reject with tcp reset",
+                "counter reject"
+            ]
         );
         assert!(
             rules.iter().all(|r| !r.contains("ct state")),

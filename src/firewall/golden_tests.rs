@@ -58,8 +58,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		ip daddr @gateways4 accept
 		ct status dnat ip daddr 10.42.0.1 udp dport 53 accept
 		ct status dnat ip daddr 10.42.0.1 tcp dport 53 accept
-		udp dport 53 reject
-		tcp dport 53 reject
+		udp dport 53 counter packets 0 bytes 0 reject
+		tcp dport 53 counter packets 0 bytes 0 reject
 		udp sport 68 udp dport 67 accept
 		ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept
 		ip6 hoplimit 255 icmpv6 type nd-router-solicit accept
@@ -73,8 +73,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		ip daddr 224.0.0.251 udp dport 5353 accept
 		ip6 daddr ff05::c udp dport 1900 accept
 		ip6 daddr ff02::fb udp dport 5353 accept
-		meta l4proto tcp reject with tcp reset
-		reject
+		meta l4proto tcp counter packets 0 bytes 0 reject with tcp reset
+		counter packets 0 bytes 0 reject
 	}
 
 	chain dns_guard {
@@ -82,8 +82,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		oifname "lo" accept
 		oifname "tun*" accept
 		ip daddr @gateways4 accept
-		udp dport 53 drop
-		tcp dport 53 drop
+		udp dport 53 counter packets 0 bytes 0 drop
+		tcp dport 53 counter packets 0 bytes 0 drop
 	}
 
 	chain nat_output {
@@ -104,9 +104,9 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		type filter hook forward priority filter; policy accept;
 		oifname "tun*" accept
 		iifname "tun*" ct direction reply accept
-		ip daddr @gateways4 reject
-		udp dport 53 reject
-		tcp dport 53 reject
+		ip daddr @gateways4 counter packets 0 bytes 0 reject
+		udp dport 53 counter packets 0 bytes 0 reject
+		tcp dport 53 counter packets 0 bytes 0 reject
 		udp sport 68 udp dport 67 accept
 		ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept
 		ip6 hoplimit 255 icmpv6 type nd-router-solicit accept
@@ -120,8 +120,8 @@ const SEED_DEFAULT: &str = r#"table inet bitmask {
 		ip daddr 224.0.0.251 udp dport 5353 accept
 		ip6 daddr ff05::c udp dport 1900 accept
 		ip6 daddr ff02::fb udp dport 5353 accept
-		meta l4proto tcp reject with tcp reset
-		reject
+		meta l4proto tcp counter packets 0 bytes 0 reject with tcp reset
+		counter packets 0 bytes 0 reject
 	}
 
 	chain nat_prerouting {
@@ -172,13 +172,13 @@ fn compat_plan_holds_each_rule_of_the_seed_listing() {
         // LOG --log-prefix "iptables denied: " --log-level 7
         r#"oifname "eth0" meta nfproto ipv4 log prefix "iptables denied: " level debug"#,
         // -A bitmask -o eth0 -j REJECT --reject-with icmp-port-unreachable (IPv4 only)
-        r#"oifname "eth0" meta nfproto ipv4 reject"#,
+        r#"oifname "eth0" meta nfproto ipv4 counter packets 0 bytes 0 reject"#,
         // ip6tables: -d fe80::/64 -o eth0 ACCEPT, SSDP/mDNS RETURN, tcp/udp REJECT
         r#"oifname "eth0" ip6 daddr fe80::/64 accept"#,
         r#"oifname "eth0" ip6 daddr ff05::c udp dport 1900 return"#,
         r#"oifname "eth0" ip6 daddr ff02::fb udp dport 5353 return"#,
-        r#"meta nfproto ipv6 meta l4proto tcp reject"#,
-        r#"meta nfproto ipv6 meta l4proto udp reject"#,
+        r#"meta nfproto ipv6 meta l4proto tcp counter packets 0 bytes 0 reject"#,
+        r#"meta nfproto ipv6 meta l4proto udp counter packets 0 bytes 0 reject"#,
         // nat: gateways RETURN, local stubs ACCEPT (udp only), DNAT udp and tcp
         r#"ip daddr 199.58.81.145 return"#,
         r#"ip daddr 127.0.1.1 udp dport 53 accept"#,
@@ -200,9 +200,9 @@ fn compat_plan_holds_each_rule_of_the_seed_listing() {
         !text.contains("hook forward") && !text.contains("hook prerouting"),
         "--compat has no forwarding rules, as the original:\n{text}"
     );
-    let reject = text
-        .lines()
-        .position(|l| l.trim() == r#"oifname "eth0" meta nfproto ipv4 reject"#);
+    let reject = text.lines().position(|l| {
+        l.trim() == r#"oifname "eth0" meta nfproto ipv4 counter packets 0 bytes 0 reject"#
+    });
     let gw = text
         .lines()
         .position(|l| l.trim() == r#"oifname "eth0" ip daddr 199.58.81.145 accept"#);

@@ -13,17 +13,37 @@
 //! firewall::stop()?;
 //! # Ok(()) }
 //! ```
+//!
+//! What the firewall does with one packet, and what it refused so far ([`explain`],
+//! [`report`]), for the firewall running in the calling thread's namespace:
+//!
+//! ```no_run
+//! use bitmask_root::firewall::{explain, report};
+//! # fn demo() -> Result<(), bitmask_root::Error> {
+//! let q = explain::Question::new("192.168.2.5".parse().unwrap(), Some(631), explain::Protocol::Tcp);
+//! let answer = explain::explain_running(&q)?;   // read back, routed over rtnetlink
+//! println!("{answer}");                          // "rejected with a TCP reset: ..."
+//! let status = report::report()?;
+//! println!("{}", status.to_json().pretty());     // schema bitmask-root/status, version 1
+//! # Ok(()) }
+//! ```
 
 pub mod discovery;
 #[cfg(test)]
 mod dns_tests;
+#[cfg(test)]
+mod eval_tests;
+pub mod explain;
 pub mod forward;
 #[cfg(test)]
 mod golden_tests;
 pub mod guard;
+pub mod json;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod resolver_route;
+pub mod route;
 pub mod status;
 
 use crate::error::Error;

@@ -208,7 +208,23 @@ pub fn plan(policy: &Policy, net: &Network) -> Result<Ruleset, PlanError> {
         rs.chains.insert(1, guard);
     }
     rs.chains.extend(forwarding);
+    count_refusals(&mut rs);
     Ok(rs)
+}
+
+/// Every rule that refuses packets counts them (`counter`), so `firewall status` can say how
+/// many packets the kill switch stopped, and of which kind.
+fn count_refusals(rs: &mut Ruleset) {
+    for rule in rs.chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
+        rule.counter = match rule.action {
+            Action::Reject | Action::RejectTcpReset | Action::Drop => true,
+            Action::Accept
+            | Action::Return
+            | Action::Log { .. }
+            | Action::Dnat(..)
+            | Action::Masquerade => false,
+        };
+    }
 }
 
 /// The LAN prefixes to open: (interface, prefix), skipping loopback, the tunnel, host routes,

@@ -765,7 +765,7 @@ fn body(rs: &Ruleset, labels: &mut Vec<(u32, Label)>) -> Result<(Vec<u8>, u32), 
             w.str(1, &rs.table);
             w.str(2, &c.name);
             let exprs = w.nest(4);
-            rule(&mut w, rs, &r.matches, &r.action)?;
+            rule(&mut w, rs, &r.matches, r.counter, &r.action)?;
             w.close(exprs);
             w.end(m);
             labels.push((
@@ -947,6 +947,7 @@ fn rule(
     w: &mut Writer,
     rs: &Ruleset,
     matches: &[Match],
+    counter: bool,
     action: &Action,
 ) -> Result<(), EncodeError> {
     let mut e = Exprs { w };
@@ -1052,8 +1053,11 @@ fn rule(
             }
         }
     }
-    // A statement before the verdict (such as a `counter`) goes here, as one more
-    // expression: `e.expr(NAME, |w| { ...attributes... })`.
+    // A statement before the verdict: the counter of a refusing rule, with no attributes
+    // (the kernel starts it at zero), as libnftnl sends it.
+    if counter {
+        e.expr("counter", |_| {});
+    }
     match action {
         Action::Accept => e.verdict(NF_ACCEPT),
         Action::Drop => e.verdict(NF_DROP),

@@ -214,7 +214,7 @@ fn encode(rs: &Ruleset, mode: Mode<'_>) -> Result<Encoded, TransportError> {
     for (c, chain) in rs.chains.iter().zip(&chains) {
         for (n, r) in c.rules.iter().enumerate() {
             let mut rule = nftnl::Rule::new(chain);
-            encode_rule(&mut rule, &r.matches, &r.action, &sets4, &sets6)?;
+            encode_rule(&mut rule, &r.matches, r.counter, &r.action, &sets4, &sets6)?;
             batch.add(&rule, MsgType::Add);
             labels.push(format!("rule {} of chain {} ({})", n + 1, c.name, ""));
         }
@@ -279,6 +279,7 @@ fn nfproto_value(f: Family) -> u8 {
 fn encode_rule(
     rule: &mut nftnl::Rule<'_>,
     matches: &[Match],
+    counter: bool,
     action: &Action,
     sets4: &[NftSet<'_, Ipv4Addr>],
     sets6: &[NftSet<'_, Ipv6Addr>],
@@ -400,6 +401,9 @@ fn encode_rule(
                 rule.add_expr(&Cmp::new(CmpOp::Eq, 1u8));
             }
         }
+    }
+    if counter {
+        rule.add_expr(&nftnl::expr::Counter);
     }
     match action {
         Action::Accept => rule.add_expr(&Verdict::Accept),

@@ -233,10 +233,14 @@ fn expressions(data: &[u8]) -> String {
             out.push(b' ');
         }
         out.extend_from_slice(name.as_bytes());
-        if let Some(d) = netlink::find_in(elem.data, 2) {
-            netlink::canonical_bytes(&mut out, d.data, &mut path, &|p, v| {
-                kernel_added(name, p, v)
-            });
+        // A counter's values change with traffic and say nothing about the rule: the kernel
+        // dumps them, the batch carries none, so a counter is its name alone.
+        if name != "counter" {
+            if let Some(d) = netlink::find_in(elem.data, 2) {
+                netlink::canonical_bytes(&mut out, d.data, &mut path, &|p, v| {
+                    kernel_added(name, p, v)
+                });
+            }
         }
     }
     // Hex, digits, punctuation and the names, which are UTF-8.

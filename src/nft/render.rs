@@ -83,7 +83,7 @@ fn write_chain(s: &mut String, c: &Chain) -> fmt::Result {
         priority_name(c.kind, c.hook, c.priority)
     )?;
     for r in &c.rules {
-        writeln!(s, "\t\t{}", rule_text(r))?;
+        writeln!(s, "\t\t{}", rule_listing(r))?;
     }
     writeln!(s, "\t}}")
 }
@@ -118,9 +118,21 @@ fn l4proto_name(p: u8) -> String {
     }
 }
 
-/// One rule in nft syntax.
+/// One rule in nft syntax, as `nft add rule` takes it (a counter is written `counter`).
 pub fn rule_text(r: &Rule) -> String {
+    rule_with_counter(r, "counter")
+}
+
+/// One rule as `nft list table` shows it in a fresh table (`counter packets 0 bytes 0`).
+fn rule_listing(r: &Rule) -> String {
+    rule_with_counter(r, "counter packets 0 bytes 0")
+}
+
+fn rule_with_counter(r: &Rule, counter: &str) -> String {
     let mut parts: Vec<String> = r.matches.iter().map(match_text).collect();
+    if r.counter {
+        parts.push(counter.to_string());
+    }
     parts.push(action_text(&r.action));
     parts.join(" ")
 }

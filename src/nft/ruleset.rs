@@ -257,15 +257,23 @@ pub struct Rule {
     pub matches: Vec<Match>,
     /// The action.
     pub action: Action,
+    /// Whether the rule counts the packets it takes (`counter`, placed before the action).
+    pub counter: bool,
 }
 
 impl Rule {
-    /// A rule with these matches and this action.
+    /// A rule with these matches and this action, without a counter.
     pub fn new(matches: impl Into<Vec<Match>>, action: Action) -> Rule {
         Rule {
             matches: matches.into(),
             action,
+            counter: false,
         }
+    }
+    /// The same rule with a counter (`... counter reject`).
+    pub fn counted(mut self) -> Rule {
+        self.counter = true;
+        self
     }
 }
 
