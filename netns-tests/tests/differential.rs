@@ -1174,12 +1174,22 @@ impl Phase {
 }
 
 /// Runs one phase: start the firewall, generate, evaluate, send, observe, compare.
+/// Which rules (by chain and nft text) packets reached, over all phases.
+#[derive(Default)]
+struct RunCoverage {
+    /// Rules some packet reached.
+    reached: std::collections::BTreeSet<String>,
+    /// Rules a phase's packets never reached, with those phases.
+    missed: std::collections::BTreeMap<String, Vec<String>>,
+}
+
 fn run_phase(
     w: &World,
     phase: &Phase,
     rng: &mut Rng,
     seed: u64,
     next_id: &mut usize,
+    coverage_all: &mut RunCoverage,
 ) -> Vec<String> {
     let b = bin();
     let name = phase.name();
@@ -1462,10 +1472,15 @@ fn run_phase(
             let note = match (n, unreachable_here(chain, rule, phase, w.br_netfilter)) {
                 (0, Some(why)) => format!("  (not reachable here: {why})"),
                 (0, None) => {
-                    never.push(format!("{} #{i}: {text}", chain.name));
+                    never.push(format!("{}: {text}", chain.name));
                     String::new()
                 }
-                _ => String::new(),
+                _ => {
+                    coverage_all
+                        .reached
+                        .insert(format!("{}: {text}", chain.name));
+                    String::new()
+                }
             };
             eprintln!(
                 "  {n:>5} reached{}{} | {} #{i}: {text}{note}",
@@ -1483,11 +1498,15 @@ fn run_phase(
             );
         }
     }
-    if !never.is_empty() {
-        failures.push(format!(
-            "seed {seed}, {name}: no packet reached {} rule(s): {never:?}",
-            never.len()
-        ));
+    // A rule that no packet of this phase reached must be reached in another phase whose
+    // plan holds it (checked once all phases ran): random packets reach a rare rule in most
+    // phases, not always in every one.
+    for rule in never {
+        coverage_all
+            .missed
+            .entry(rule)
+            .or_default()
+            .push(name.clone());
     }
     if !failures.is_empty() {
         failures.push(format!("the plan for {name}:\n{plan_text}"));
@@ -1603,6 +1622,7 @@ fn the_model_agrees_with_the_kernel() {
     w.warm_up();
     let mut next_id = 0;
     let mut failures = Vec::new();
+    let mut coverage_all = RunCoverage::default();
     let phase = |flags, block, tunnel_down, resolver_outside| Phase {
         flags,
         block,
@@ -1619,7 +1639,21 @@ fn the_model_agrees_with_the_kernel() {
         phase(&[], false, true, false),
         phase(&["--lan", "off"], true, false, true),
     ] {
-        failures.extend(run_phase(&w, &p, &mut rng, seed, &mut next_id));
+        failures.extend(run_phase(
+            &w,
+            &p,
+            &mut rng,
+            seed,
+            &mut next_id,
+            &mut coverage_all,
+        ));
+    }
+    for (rule, phases) in &coverage_all.missed {
+        if !coverage_all.reached.contains(rule) {
+            failures.push(format!(
+                "seed {seed}: no packet reached `{rule}` in any phase whose plan holds it ({phases:?})"
+            ));
+        }
     }
     let _ = bin().stop(w.t.client());
     assert!(
