@@ -780,7 +780,8 @@ fn starts_blocks_and_isups_at_once_through_a_guard_never_deadlock() {
         let now = table(ns).expect("table");
         // The listing names the owner (`# progname`, `flags owner`); the plan does not.
         let body = |t: &str| -> Vec<String> {
-            t.lines()
+            without_counter_values(t)
+                .lines()
                 .skip(1)
                 .filter(|l| !l.trim().is_empty() && l.trim() != "flags owner")
                 .map(str::to_string)
