@@ -630,29 +630,29 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![Probe::new(Sender::Lan, dst, kind)];
         }
-        34..=40 if w.br_netfilter => {
+        34..=45 if w.br_netfilter => {
             // To the neighbour on the bridge: unicast, link-local, DHCPv6, neighbour
             // discovery, discovery multicast.
             let ll2 = IpAddr::V6(w.ctr2_ll);
             let icmp = |icmp_type: u8, hops: u8| Kind::Icmp { icmp_type, hops };
-            let (dst, kind) = match rng.below(12) {
+            let (dst, kind) = match rng.below(16) {
                 0..=2 => {
                     let dst = ip(rng.pick::<&str>(&["172.17.0.3", "fd00:17::3"]));
                     let dport = *rng.pick(&[53u16, 9, 80]);
                     (dst, l4(rng, dport))
                 }
-                3 => (ll2, *rng.pick(&[udp(9), icmp(0, 64)])),
-                4 => (
+                3..=4 => (ll2, *rng.pick(&[udp(9), icmp(0, 64)])),
+                5 => (
                     ip("ff02::1:2"),
                     Kind::Udp {
                         sport: 546,
                         dport: 547,
                     },
                 ),
-                5 => (ip("ff02::2"), icmp(133, 255)),
-                6 => (ip("fd00:17::3"), icmp(135, 255)),
-                7 => (ll2, icmp(136, 255)),
-                8 => (ip("ff02::1"), icmp(0, 64)),
+                6 => (ip("ff02::2"), icmp(133, 255)),
+                7 => (ip("fd00:17::3"), icmp(135, 255)),
+                8 => (ll2, icmp(136, 255)),
+                9..=10 => (ip("ff02::1"), icmp(0, 64)),
                 _ => {
                     let (group, port) = *rng.pick(&[
                         ("239.255.255.250", 1900u16),
@@ -670,11 +670,43 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             }
             return vec![p];
         }
+        46..=50 => {
+            // DNS, udp and tcp: this host's, bound to a physical device or as routed, and
+            // the container's, IPv4 (rewritten) and IPv6 (not).
+            let dns = |rng: &mut Rng| {
+                if rng.chance(50) {
+                    udp(53)
+                } else {
+                    Kind::Tcp {
+                        sport: 0,
+                        dport: 53,
+                    }
+                }
+            };
+            let kind = dns(rng);
+            if rng.chance(50) {
+                let dst = ip(rng.pick::<&str>(&[
+                    "192.168.1.1",
+                    "198.51.100.53",
+                    "203.0.113.10",
+                    "fd00:1::1",
+                ]));
+                let via = *rng.pick(&[None, Some("eth0"), Some("eth1")]);
+                return vec![host(dst, kind, via)];
+            }
+            let dst = ip(rng.pick::<&str>(&[
+                "192.168.1.1",
+                "198.51.100.53",
+                "fd00:1::1",
+                "2001:db8:1::10",
+            ]));
+            return vec![Probe::new(Sender::Container, dst, kind)];
+        }
         _ => {}
     }
     let dport = *rng.pick(&dports);
     let kind = l4(rng, dport);
-    if rng.chance(15) {
+    if rng.chance(30) {
         // Forwarded from the container.
         let v4 = [
             "203.0.113.10",
@@ -686,8 +718,14 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             "192.168.2.1",
             "192.0.2.1",
         ];
-        let v6 = ["2001:db8:1::10", "2001:db8:2::1", "fd00:1::1", "fd00:2::1"];
-        let dst = if rng.chance(70) {
+        let v6 = [
+            "2001:db8:1::10",
+            "2001:db8:1::10",
+            "2001:db8:2::1",
+            "fd00:1::1",
+            "fd00:2::1",
+        ];
+        let dst = if rng.chance(50) {
             ip(rng.pick::<&str>(&v4))
         } else {
             ip(rng.pick::<&str>(&v6))

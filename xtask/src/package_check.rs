@@ -224,7 +224,8 @@ fn check_dry_run_block() -> Result<String, String> {
         "a blocking plan must open no gateway",
     )?;
     ensure(
-        out.contains("reject with tcp reset") && out.contains("\t\treject\n"),
+        out.contains("reject with tcp reset")
+            && out.contains("\t\tcounter packets 0 bytes 0 reject\n"),
         "the plan lacks its final rejects",
     )?;
     let refused = output(bin()?.args(["--dry-run", "firewall", "block", "198.51.100.7"]))?;
