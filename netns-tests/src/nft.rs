@@ -30,6 +30,37 @@ pub fn table(ns: &Netns, family: &str, name: &str) -> Result<Option<String>> {
     }
 }
 
+/// A listing with every counter as a fresh table shows it (`counter packets 0 bytes 0`): what
+/// the kernel counted since the table was applied is traffic, not rules, and the namespace's
+/// own packets (an IGMP report of a new bridge, say) may be counted at any moment.
+pub fn fresh_counters(listing: &str) -> String {
+    let mut out = String::with_capacity(listing.len());
+    let mut rest = listing;
+    while let Some(at) = rest.find("counter packets ") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let words: Vec<&str> = rest.splitn(5, ' ').collect();
+        match words.as_slice() {
+            ["counter", "packets", p, "bytes", tail] if p.chars().all(|c| c.is_ascii_digit()) => {
+                let digits = tail.chars().take_while(char::is_ascii_digit).count();
+                if digits == 0 {
+                    out.push_str("counter packets ");
+                    rest = &rest["counter packets ".len()..];
+                    continue;
+                }
+                out.push_str("counter packets 0 bytes 0");
+                rest = &tail[digits..];
+            }
+            _ => {
+                out.push_str("counter packets ");
+                rest = &rest["counter packets ".len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The tables in `ns` as `family name` strings.
 pub fn tables(ns: &Netns) -> Result<Vec<String>> {
     Ok(ns
@@ -59,4 +90,22 @@ pub fn apply(ns: &Netns, script: &str) -> Result<()> {
 /// Runs `nft ARGS` in `ns`; fails unless it exits 0.
 pub fn nft(ns: &Netns, args: &[&str]) -> Result<String> {
     ns.exec_ok("nft", args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_counters;
+
+    #[test]
+    fn counters_read_as_fresh() {
+        assert_eq!(
+            fresh_counters("\t\tudp dport 53 counter packets 12 bytes 840 drop\n\t\tcounter packets 0 bytes 0 reject\n"),
+            "\t\tudp dport 53 counter packets 0 bytes 0 drop\n\t\tcounter packets 0 bytes 0 reject\n"
+        );
+        assert_eq!(fresh_counters("no counters here"), "no counters here");
+        assert_eq!(
+            fresh_counters("counter packets x bytes 1"),
+            "counter packets x bytes 1"
+        );
+    }
 }

@@ -50,7 +50,7 @@ use netns_tests::Topology;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Packets per phase.
-const PER_PHASE: usize = 2000;
+const PER_PHASE: usize = 3000;
 /// Packets per batch (each with its own length slot).
 const BATCH: usize = 200;
 /// The payload length of slot 0 (long enough that no frame is padded).
@@ -526,7 +526,7 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![host(ip("ff02::1:2"), kind, Some(dev))];
         }
-        6..=10 => {
+        6..=13 => {
             let dev = *rng.pick(&["eth0", "eth1", "ctr0", "tun0"]);
             let ll = IpAddr::V6(w.peer_ll[dev]);
             let dst = *rng.pick(&[ip("ff02::2"), ip("ff02::1"), ll, ll]);
@@ -536,7 +536,7 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![host(dst, kind, Some(dev))];
         }
-        11..=18 => {
+        14..=27 => {
             // Discovery multicast, bound (most often to the default device) or routed.
             let (dst, port) = *rng.pick(&[
                 ("239.255.255.250", 1900u16),
@@ -548,7 +548,7 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             ]);
             let scoped = dst.starts_with("ff02");
             let via = (scoped || rng.chance(80))
-                .then(|| *rng.pick(&["eth0", "eth0", "eth1", "ctr0", "tun0"]));
+                .then(|| *rng.pick(&["eth0", "eth0", "eth0", "eth1", "ctr0", "tun0"]));
             let kind = if rng.chance(85) {
                 udp(port)
             } else {
@@ -559,7 +559,7 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![host(ip(dst), kind, via)];
         }
-        19..=22 => {
+        28..=31 => {
             // Local stubs and loopback.
             let dst = ip(rng.pick::<&str>(&["127.0.0.53", "127.0.1.1", "127.0.0.1", "::1"]));
             let port = if rng.chance(80) { 53 } else { 9 };
@@ -573,15 +573,27 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![host(dst, kind, None)];
         }
-        23..=25 => {
-            // The container to this host (fib daddr type local), or unicast DHCP (its
-            // multicast goes to the neighbour: see below).
-            let (dst, kind) = match rng.below(5) {
+        32..=35 => {
+            // The container to this host (fib daddr type local), unicast DHCP (its multicast
+            // goes to the neighbour: see below), the LANs, or TCP out of the tunnel (IPv6).
+            let (dst, kind) = match rng.below(7) {
                 0 => (
                     IpAddr::V4(ROUTER_LAN_V4),
                     Kind::Udp {
                         sport: 68,
                         dport: 67,
+                    },
+                ),
+                1 => {
+                    let dst = ip(rng.pick::<&str>(&["192.168.1.1", "192.168.2.1", "fd00:1::1"]));
+                    let dport = *rng.pick(&dports);
+                    (dst, l4(rng, dport))
+                }
+                2 => (
+                    ip("2001:db8:1::10"),
+                    Kind::Tcp {
+                        sport: 0,
+                        dport: 443,
                     },
                 ),
                 _ => (
@@ -597,7 +609,7 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![Probe::new(Sender::Container, dst, kind)];
         }
-        26..=29 if scope.tunnel => {
+        36..=38 if scope.tunnel => {
             // A connection of the container through the tunnel, and the reply; or a new
             // connection from the tunnel's side.
             if rng.chance(60) {
@@ -611,7 +623,7 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             let dport = *rng.pick(&dports);
             return vec![Probe::new(Sender::Tunnel, dst, l4(rng, dport))];
         }
-        30..=33 => {
+        39..=42 => {
             // The LAN to the container (a routed subnet, a published port) or to this host.
             let dst = ip(rng.pick::<&str>(&[
                 "172.17.0.2",
@@ -630,29 +642,29 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             };
             return vec![Probe::new(Sender::Lan, dst, kind)];
         }
-        34..=40 if w.br_netfilter => {
+        43..=54 if w.br_netfilter => {
             // To the neighbour on the bridge: unicast, link-local, DHCPv6, neighbour
             // discovery, discovery multicast.
             let ll2 = IpAddr::V6(w.ctr2_ll);
             let icmp = |icmp_type: u8, hops: u8| Kind::Icmp { icmp_type, hops };
-            let (dst, kind) = match rng.below(12) {
+            let (dst, kind) = match rng.below(16) {
                 0..=2 => {
                     let dst = ip(rng.pick::<&str>(&["172.17.0.3", "fd00:17::3"]));
                     let dport = *rng.pick(&[53u16, 9, 80]);
                     (dst, l4(rng, dport))
                 }
-                3 => (ll2, *rng.pick(&[udp(9), icmp(0, 64)])),
-                4 => (
+                3..=4 => (ll2, *rng.pick(&[udp(9), icmp(0, 64)])),
+                5 => (
                     ip("ff02::1:2"),
                     Kind::Udp {
                         sport: 546,
                         dport: 547,
                     },
                 ),
-                5 => (ip("ff02::2"), icmp(133, 255)),
-                6 => (ip("fd00:17::3"), icmp(135, 255)),
-                7 => (ll2, icmp(136, 255)),
-                8 => (ip("ff02::1"), icmp(0, 64)),
+                6 => (ip("ff02::2"), icmp(133, 255)),
+                7 => (ip("fd00:17::3"), icmp(135, 255)),
+                8 => (ll2, icmp(136, 255)),
+                9..=10 => (ip("ff02::1"), icmp(0, 64)),
                 _ => {
                     let (group, port) = *rng.pick(&[
                         ("239.255.255.250", 1900u16),
@@ -670,11 +682,79 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             }
             return vec![p];
         }
+        55..=62 => {
+            // DNS, udp and tcp: this host's, bound to a physical device or as routed, and
+            // the container's, IPv4 (rewritten) and IPv6 (not).
+            let dns = |rng: &mut Rng| {
+                if rng.chance(50) {
+                    udp(53)
+                } else {
+                    Kind::Tcp {
+                        sport: 0,
+                        dport: 53,
+                    }
+                }
+            };
+            let kind = dns(rng);
+            if rng.chance(50) {
+                let dst = ip(rng.pick::<&str>(&[
+                    "192.168.1.1",
+                    "198.51.100.53",
+                    "203.0.113.10",
+                    "fd00:1::1",
+                ]));
+                let via = *rng.pick(&[None, Some("eth0"), Some("eth1"), Some("tun0")]);
+                return vec![host(dst, kind, via)];
+            }
+            let dst = ip(rng.pick::<&str>(&[
+                "192.168.1.1",
+                "198.51.100.53",
+                "fd00:1::1",
+                "2001:db8:1::10",
+            ]));
+            return vec![Probe::new(Sender::Container, dst, kind)];
+        }
+        63..=72 => {
+            // This host to its local networks, as routed or bound to their device (each LAN
+            // rule is bound to an interface).
+            let (dev, dst) = *rng.pick(&[
+                ("eth0", "192.168.1.1"),
+                ("eth0", "fd00:1::1"),
+                ("eth0", "ll"),
+                ("eth1", "192.168.2.1"),
+                ("eth1", "fd00:2::1"),
+                ("eth1", "ll"),
+                ("ctr0", "172.17.0.2"),
+                ("ctr0", "fd00:17::2"),
+                ("ctr0", "ll"),
+            ]);
+            let ll = dst == "ll";
+            let dst = if ll {
+                IpAddr::V6(w.peer_ll[dev])
+            } else {
+                ip(dst)
+            };
+            let via = (ll || rng.chance(50)).then_some(dev);
+            let dport = *rng.pick(&dports);
+            return vec![host(dst, l4(rng, dport), via)];
+        }
+        73..=78 => {
+            // The gateways (open to this host in clear, never to the container), DNS to them
+            // included.
+            let dst = ip(rng.pick::<&str>(&["198.51.100.1", "2001:db8:2::1"]));
+            let dport = *rng.pick(&[1194u16, 443, 53]);
+            let kind = l4(rng, dport);
+            if rng.chance(35) {
+                return vec![Probe::new(Sender::Container, dst, kind)];
+            }
+            let via = rng.chance(30).then_some("eth0");
+            return vec![host(dst, kind, via)];
+        }
         _ => {}
     }
     let dport = *rng.pick(&dports);
     let kind = l4(rng, dport);
-    if rng.chance(15) {
+    if rng.chance(30) {
         // Forwarded from the container.
         let v4 = [
             "203.0.113.10",
@@ -686,8 +766,14 @@ fn generate(rng: &mut Rng, w: &World, scope: &Scope) -> Vec<Probe> {
             "192.168.2.1",
             "192.0.2.1",
         ];
-        let v6 = ["2001:db8:1::10", "2001:db8:2::1", "fd00:1::1", "fd00:2::1"];
-        let dst = if rng.chance(70) {
+        let v6 = [
+            "2001:db8:1::10",
+            "2001:db8:1::10",
+            "2001:db8:2::1",
+            "fd00:1::1",
+            "fd00:2::1",
+        ];
+        let dst = if rng.chance(50) {
             ip(rng.pick::<&str>(&v4))
         } else {
             ip(rng.pick::<&str>(&v6))

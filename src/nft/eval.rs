@@ -121,7 +121,7 @@ pub enum Origin {
     },
 }
 
-/// A packet to walk through the ruleset: the first packet of a connection.
+/// A packet to walk through the ruleset: the first packet of a connection, or a reply of one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Packet {
     /// The source address; for a packet of this host `None` lets the route choose, as the
